@@ -1,0 +1,132 @@
+"""Default values of every configuration key.
+
+A yaml file under ``experiments/`` (and ``KEY VALUE`` pairs on the command line) may only
+override keys that exist here; anything else is an error that names the closest valid key.
+``MODEL.EXTRA`` is the exception: its valid keys depend on ``MODEL.NAME`` and are declared by
+each model module (``EXTRA_DEFAULTS``), see ``posekit.models``.
+
+Conventions (as in every reference config): sizes are ``[W, H]``; ``scale`` is in units of
+200 px; batch sizes are per GPU (per process).
+"""
+import copy
+
+_DEFAULTS = {
+    'OUTPUT_DIR': 'output',
+    'LOG_DIR': 'log',
+    'DATA_DIR': '',
+    'GPUS': [0],
+    'WORKERS': 4,
+    'PRINT_FREQ': 20,
+    'SEED': -1,  # < 0: not seeded
+    'AUTO_RESUME': False,
+    'PIN_MEMORY': True,
+
+    # Kept so that reference yamls read unchanged; Paddle picks cuDNN algorithms itself.
+    'CUDNN': {
+        'BENCHMARK': True,
+        'DETERMINISTIC': False,
+        'ENABLED': True,
+    },
+
+    'MODEL': {
+        'NAME': 'pose_resnet',
+        'INIT_WEIGHTS': True,
+        'PRETRAINED': '',
+        'NUM_JOINTS': 16,
+        'IMAGE_SIZE': [256, 256],  # [W, H]
+        'HEATMAP_SIZE': [64, 64],  # [W, H]
+        'SIGMA': 2.0,
+        'TARGET_TYPE': 'gaussian',
+        # 'pytorch': the stride of a ResNet bottleneck sits on its 3x3 conv;
+        # 'caffe': on its first 1x1 conv (the [MS] *_caffe.yaml experiments).
+        'STYLE': 'pytorch',
+        'EXTRA': {},  # model specific, see posekit.models.<name>.EXTRA_DEFAULTS
+    },
+
+    'LOSS': {
+        'USE_TARGET_WEIGHT': True,
+        'USE_OHKM': False,
+        'TOPK': 8,
+        'USE_DIFFERENT_JOINTS_WEIGHT': False,
+    },
+
+    'DATASET': {
+        'ROOT': '',
+        'DATASET': 'mpii',
+        'TRAIN_SET': 'train',
+        'TEST_SET': 'valid',
+        'DATA_FORMAT': 'jpg',
+        'HYBRID_JOINTS_TYPE': '',
+        'SELECT_DATA': False,
+        'FLIP': True,
+        'SCALE_FACTOR': 0.25,
+        'ROT_FACTOR': 30.0,
+        'PROB_HALF_BODY': 0.0,
+        'NUM_JOINTS_HALF_BODY': 8,
+        # Input convention (REFERENCE_SPEC 2.6). The network input is
+        #   (pixel / PIXEL_SCALE - MEAN) / STD, channel by channel, in the channel order given by
+        #   COLOR_RGB (False: OpenCV's BGR order is kept).
+        # The Simple Baselines [MS] checkpoints were trained on BGR images normalised with the
+        # RGB-ordered ImageNet statistics below; that quirk is reproduced by COLOR_RGB False.
+        # HRNet checkpoints expect RGB. The Paddle port [PD] forgot the /255: PIXEL_SCALE 1.0.
+        'COLOR_RGB': False,
+        'PIXEL_SCALE': 255.0,
+        'MEAN': [0.485, 0.456, 0.406],
+        'STD': [0.229, 0.224, 0.225],
+    },
+
+    'TRAIN': {
+        'OPTIMIZER': 'adam',
+        'LR': 0.001,
+        'LR_TYPE': 'MultiStepDecay',  # or 'PolynomialDecay' (the [PD] training log)
+        'LR_FACTOR': 0.1,
+        'LR_STEP': [90, 110],
+        'WARMUP_EPOCHS': 0,
+        'MOMENTUM': 0.9,
+        'WD': 0.0001,
+        'NESTEROV': False,
+        'GAMMA1': 0.99,
+        'GAMMA2': 0.0,
+        'BEGIN_EPOCH': 0,
+        'END_EPOCH': 140,
+        'RESUME': False,
+        'CHECKPOINT': '',
+        'BATCH_SIZE_PER_GPU': 32,
+        'SHUFFLE': True,
+        'AMP': False,
+    },
+
+    'TEST': {
+        'BATCH_SIZE_PER_GPU': 32,
+        'FLIP_TEST': False,
+        'POST_PROCESS': True,
+        'SHIFT_HEATMAP': True,
+        'USE_GT_BBOX': False,
+        'OKS_THRE': 0.5,
+        'IN_VIS_THRE': 0.0,
+        'COCO_BBOX_FILE': '',
+        'BBOX_THRE': 1.0,
+        'MODEL_FILE': '',
+        'IMAGE_THRE': 0.0,
+        'NMS_THRE': 1.0,
+        'SOFT_NMS': False,
+        # Soft-argmax decoding of [LPN]/[CAV] (beta 160), then TEST.BIAS is subtracted from both
+        # image coordinates (REFERENCE_SPEC 4.5).
+        'SOFT_ARGMAX': False,
+        'BIAS': 0.0,
+        'DARK': False,
+    },
+
+    'DEBUG': {
+        'DEBUG': False,
+        'SAVE_BATCH_IMAGES_GT': False,
+        'SAVE_BATCH_IMAGES_PRED': False,
+        'SAVE_HEATMAPS_GT': False,
+        'SAVE_HEATMAPS_PRED': False,
+    },
+}
+
+
+def get_defaults():
+    """A fresh deep copy of the default tree (plain dicts and lists)."""
+    return copy.deepcopy(_DEFAULTS)

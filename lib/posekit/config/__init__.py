@@ -120,8 +120,11 @@ def _coerce(value, default, full_key, source):
             parsed = yaml.safe_load(text) if text.startswith('[') else [
                 yaml.safe_load(p) for p in text.split(',') if p.strip() != '']
             value = parsed
-        if full_key in _SIZE_KEYS and isinstance(value, int) and not isinstance(value, bool):
-            value = [value, value]
+        if full_key in _SIZE_KEYS:
+            if isinstance(value, (list, tuple)) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = [value, value]
         if not isinstance(value, (list, tuple)):
             value = [value]
         if default:

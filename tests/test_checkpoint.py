@@ -5,7 +5,6 @@ it) from a small PoseResNet-18 whose every tensor gets a distinct random value.
 """
 import logging
 import os
-import pickle
 import subprocess
 import sys
 import zipfile
@@ -19,7 +18,7 @@ from conftest import ROOT, require_fixtures
 from posekit import checkpoint as ckpt
 from posekit.checkpoint import (CheckpointFormatError, CheckpointMismatchError, extract_state_dict,
                                 load_checkpoint, load_pretrained, load_state_dict_strict,
-                                read_checkpoint, read_torch_file, save_paddle_state_dict,
+                                read_torch_file, save_paddle_state_dict,
                                 torch_to_paddle)
 from posekit.config import load_config, save_config
 from posekit.models import build_model

@@ -15,8 +15,12 @@ import pytest
 from conftest import ROOT, require_fixtures
 from posekit.checkpoint import load_checkpoint, read_checkpoint
 from posekit.config import load_config
+from posekit.heatmap import decode_from_cfg
+from posekit.inference import predict_heatmaps
+from posekit.joints import joint_info
 from posekit.models import build_model
 from posekit.models.layers import count_parameters
+from posekit.transforms import box_to_center_scale, crop, normalize_from_cfg
 
 TOLERANCE = 1e-4
 
@@ -85,6 +89,17 @@ def test_converted_checkpoint_reproduces_reference_heatmaps(name, tmp_path):
     diff = float(np.abs(out - expected).max())
     assert diff <= TOLERANCE, '%s: max abs diff %.3g' % (name, diff)
 
+    # The reference flip test (validate() glue): the library's flip test must give the same maps.
+    expected_flip = np.load(require_fixtures('expected_%s_flip.npy' % name))
+    flip_pairs = joint_info(cfg.MODEL.NUM_JOINTS, cfg.DATASET.DATASET)['flip_pairs']
+    assert flip_pairs == meta['flip_pairs']
+    assert cfg.TEST.SHIFT_HEATMAP == meta['shift_heatmap']
+    out_flip = predict_heatmaps(model, x, flip_pairs=flip_pairs, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)
+    diff = float(np.abs(out_flip - expected_flip).max())
+    assert diff <= TOLERANCE, '%s flip test: max abs diff %.3g' % (name, diff)
+    # and the flip test is not a no-op on these maps
+    assert np.abs(expected_flip - expected).max() > 100 * TOLERANCE
+
 
 def test_released_simplenet_checkpoint_loads_strictly():
     pytest.importorskip('posekit.models.simplenet')
@@ -112,3 +127,42 @@ def test_released_simplenet_checkpoint_loads_strictly():
         out = model(paddle.zeros([1, 3, 256, 192]))
     assert tuple(out.shape) == (1, 17, 64, 48)
     assert np.isfinite(out.numpy()).all()
+
+
+def test_released_simplenet_checkpoint_gives_confident_heatmaps():
+    """The real SimpleNet weights on the [PD] test photo, through the library's own crop,
+    normalisation (BGR, /255, ImageNet mean/std as configured) and decoding: confident maps
+    (REFERENCE_SPEC 4.4: mean peak 0.464) and an upright, plausibly ordered skeleton."""
+    import cv2
+    path = require_fixtures('real', 'simplenet_coco_256x192_model_best.pth.tar')
+    image = cv2.imread(require_fixtures('real', 'paddle', 'test.jpg'))
+    cfg = experiment_config('experiments/coco/mobile/256x192_d256x3_adam_lr1e-3.yaml', [])
+    assert cfg.DATASET.COLOR_RGB is False  # the [MS] convention the weights were trained with
+    model = build_model(cfg)
+    load_checkpoint(model, path)
+
+    h, w = image.shape[:2]
+    width, height = cfg.MODEL.IMAGE_SIZE
+    center, scale = box_to_center_scale(0, 0, w, h, aspect_ratio=width / height)
+    x = normalize_from_cfg(crop(image, center, scale, 0, cfg.MODEL.IMAGE_SIZE), cfg)[None]
+    heatmaps = predict_heatmaps(model, x)
+    peaks = heatmaps.reshape(17, -1).max(axis=1)
+    assert abs(float(peaks.mean()) - 0.464) < 0.01, peaks.mean()
+
+    # RGB order (the wrong convention for these weights) gives clearly weaker maps
+    cfg_rgb = load_config(os.path.join(ROOT, 'experiments/coco/mobile/256x192_d256x3_adam_lr1e-3.yaml'),
+                          ['DATASET.COLOR_RGB', 'true'])
+    x_rgb = normalize_from_cfg(crop(image, center, scale, 0, cfg.MODEL.IMAGE_SIZE), cfg_rgb)[None]
+    assert predict_heatmaps(model, x_rgb).reshape(17, -1).max(axis=1).mean() < peaks.mean() - 0.1
+
+    preds, maxvals = decode_from_cfg(heatmaps, center[None], scale[None], cfg)
+    kp = preds[0]
+    assert np.all((kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h))
+    names = joint_info(17)['joints']
+    y = {n: kp[i, 1] for i, n in enumerate(names)}
+    # head above shoulders above hips above knees above ankles (image y grows downwards)
+    for upper, lower in [('nose', 'left_shoulder'), ('left_shoulder', 'left_hip'),
+                         ('right_shoulder', 'right_hip'), ('left_hip', 'left_knee'),
+                         ('right_hip', 'right_knee'), ('left_knee', 'left_ankle'),
+                         ('right_knee', 'right_ankle')]:
+        assert y[upper] < y[lower], (upper, lower, y[upper], y[lower])

@@ -57,7 +57,7 @@ def _closest(key, candidates):
 
 def _unknown_key(full_key, tree, prefix, source):
     candidates = [prefix + k for k in _flat_keys(tree)] if tree else []
-    where = ' in %s' % source if source else ''
+    where = ' (%s)' % source if source else ''
     if not candidates:
         return ConfigError("unknown config key '%s'%s: '%s' takes no keys" % (full_key, where, prefix.rstrip('.')))
     return ConfigError("unknown config key '%s'%s; did you mean '%s'?"

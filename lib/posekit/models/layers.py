@@ -82,6 +82,37 @@ class Bottleneck(nn.Layer):
         return self.relu(out + residual)
 
 
+class ResNetTrunk(nn.Layer):
+    """What PoseResNet and LPN share: the ResNet stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool),
+    four residual stages ``layer1..4`` (planes 64, 128, 256, 512), a ``deconv_layers`` head and a
+    ``final_layer``. Subclasses call :meth:`build_trunk` and then create the head."""
+
+    def build_trunk(self, block, layers, strides, block_kwargs=None):
+        self.inplanes = 64
+        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
+        self.bn1 = bn(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
+        for i, (planes, blocks, stride) in enumerate(zip((64, 128, 256, 512), layers, strides)):
+            setattr(self, 'layer%d' % (i + 1),
+                    self._make_layer(block, planes, blocks, stride, block_kwargs or {}))
+
+    def _make_layer(self, block, planes, blocks, stride, block_kwargs):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = projection(self.inplanes, planes * block.expansion, stride)
+        layers = [block(self.inplanes, planes, stride, downsample, **block_kwargs)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(self.inplanes, planes, **block_kwargs))
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.final_layer(self.deconv_layers(x))
+
+
 def normal_init(layer, std=0.001):
     """N(0, std) weight, zero bias (the reference head initialisation)."""
     nn.initializer.Normal(0.0, std)(layer.weight)

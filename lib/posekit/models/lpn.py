@@ -17,8 +17,8 @@ import math
 import paddle
 import paddle.nn as nn
 
-from .layers import (bn, conv1x1, conv3x3, final_conv, init_all_normal, init_head,
-                     make_deconv_head, projection)
+from .layers import (ResNetTrunk, bn, conv1x1, conv3x3, final_conv, init_all_normal, init_head,
+                     make_deconv_head)
 
 EXTRA_DEFAULTS = {
     'NUM_LAYERS': 50,
@@ -184,44 +184,18 @@ LPN_SPEC = {
 }
 
 
-class LPN(nn.Layer):
+class LPN(ResNetTrunk):
     def __init__(self, block, layers, num_joints, extra):
         super().__init__()
-        self.inplanes = 64
-        self.attention = extra.ATTENTION
-        self.group_width = extra.BASIC_GROUP_WIDTH
-        self.conv1 = nn.Conv2D(3, 64, 7, stride=2, padding=3, bias_attr=False)
-        self.bn1 = bn(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2D(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         # layer4 keeps the resolution: the backbone ends at stride 16 and two deconvs reach 1/4.
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=1)
-
+        self.build_trunk(block, layers, strides=(1, 2, 2, 1),
+                         block_kwargs={'attention': extra.ATTENTION,
+                                       'group_width': extra.BASIC_GROUP_WIDTH})
         self.deconv_layers, planes = make_deconv_head(
             self.inplanes, extra.NUM_DECONV_LAYERS, extra.NUM_DECONV_FILTERS,
             extra.NUM_DECONV_KERNELS, with_bias=extra.DECONV_WITH_BIAS,
             groups_fn=math.gcd, pointwise=True)
         self.final_layer = final_conv(planes, num_joints, extra.FINAL_CONV_KERNEL)
-
-    def _make_layer(self, block, planes, blocks, stride=1):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = projection(self.inplanes, planes * block.expansion, stride)
-        kwargs = {'attention': self.attention, 'group_width': self.group_width}
-        layers = [block(self.inplanes, planes, stride, downsample, **kwargs)]
-        self.inplanes = planes * block.expansion
-        for _ in range(1, blocks):
-            layers.append(block(self.inplanes, planes, **kwargs))
-        return nn.Sequential(*layers)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = self.deconv_layers(x)
-        return self.final_layer(x)
 
     def init_weights(self, pretrained=''):
         """Training initialisation of [LPN]/[CAV].

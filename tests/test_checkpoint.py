@@ -481,3 +481,57 @@ def test_convert_cli(reference_state, r18_cfg, tmp_path):
     missing = run_convert('--cfg', cfg_file, '--src', tmp_path / 'nope.pth', '--dst', dst)
     assert missing.returncode != 0 and 'Traceback' not in missing.stderr
     assert 'nope.pth' in missing.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# every model family converts: the PyTorch layout is built here from the reference rules
+# (Appendix A), independently of the converter, and must come back exactly
+
+FAMILIES = {
+    'lpn_18h_gc': ['MODEL.NAME', 'lpn', 'MODEL.NUM_JOINTS', '17', 'MODEL.EXTRA.NUM_LAYERS', '18'],
+    'lpn_50_se': ['MODEL.NAME', 'lpn', 'MODEL.NUM_JOINTS', '17', 'MODEL.EXTRA.ATTENTION', 'SE'],
+    'hrnet_w18_small_v1': ['MODEL.NAME', 'pose_hrnet', 'MODEL.NUM_JOINTS', '17',
+                           'MODEL.EXTRA.STAGE2.NUM_BLOCKS', '[2,2]', 'MODEL.EXTRA.STAGE2.NUM_CHANNELS', '[16,32]',
+                           'MODEL.EXTRA.STAGE3.NUM_MODULES', '1', 'MODEL.EXTRA.STAGE3.NUM_BLOCKS', '[2,2,2]',
+                           'MODEL.EXTRA.STAGE3.NUM_CHANNELS', '[16,32,64]',
+                           'MODEL.EXTRA.STAGE4.NUM_MODULES', '1', 'MODEL.EXTRA.STAGE4.NUM_BLOCKS', '[2,2,2,2]',
+                           'MODEL.EXTRA.STAGE4.NUM_CHANNELS', '[16,32,64,128]'],
+    'simplenet': ['MODEL.NAME', 'simplenet', 'MODEL.NUM_JOINTS', '17'],
+}
+
+
+def torch_layout_of(model, rng):
+    """(PyTorch-named state dict, expected Paddle values) for ``model`` with random values."""
+    import paddle.nn as nn
+    linear = {name + '.weight' for name, layer in model.named_sublayers() if isinstance(layer, nn.Linear)}
+    layer_norm = {name + suffix for name, layer in model.named_sublayers()
+                  if isinstance(layer, nn.LayerNorm) for suffix in ('.weight', '.bias')}
+    torch_state, expected = OrderedDict(), {}
+    for key, tensor in model.state_dict().items():
+        value = rng.standard_normal(tuple(tensor.shape)).astype(np.float32)
+        expected[key] = value
+        tkey = key.replace('._mean', '.running_mean').replace('._variance', '.running_var')
+        if key in linear:
+            value = value.T  # torch Linear weight is (out, in)
+        elif key in layer_norm:
+            value = value.reshape(-1, 1, 1)  # the GC block's LayerNorm over [P, 1, 1]
+        torch_state[tkey] = np.ascontiguousarray(value)
+        if tkey.endswith('.running_var'):
+            torch_state[tkey[:-len('running_var')] + 'num_batches_tracked'] = np.array(3, np.int64)
+    return torch_state, expected, linear, layer_norm
+
+
+@pytest.mark.parametrize('family', sorted(FAMILIES))
+def test_every_family_converts(family, tmp_path):
+    cfg = load_config(None, FAMILIES[family])
+    model = build_model(cfg)
+    torch_state, expected, linear, layer_norm = torch_layout_of(model, np.random.default_rng(1))
+    if family == 'lpn_50_se':
+        assert linear
+    if family == 'lpn_18h_gc':
+        assert layer_norm
+    src = torch_save(to_torch(prefixed(torch_state)), tmp_path / 'ckpt.pth', 'zip')
+    fresh = build_model(cfg)
+    load_checkpoint(fresh, src)
+    for key, tensor in fresh.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), expected[key], err_msg=key)

@@ -469,6 +469,8 @@ def test_convert_cli(reference_state, r18_cfg, tmp_path):
     model = build_model(r18_cfg)
     load_checkpoint(model, str(dst))
     assert_model_holds(model, reference_state)
+    # the resolved config is written beside the weights
+    assert load_config(str(tmp_path / 'converted' / 'model.yaml')) == r18_cfg
 
     # the same checkpoint against a deeper model: refused, with the listing, no traceback
     failed = run_convert('--cfg', cfg_file, '--src', src, '--dst', tmp_path / 'bad.pdparams',

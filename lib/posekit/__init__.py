@@ -1,0 +1,8 @@
+"""posekit: Simple Baselines (PoseResNet), LPN, HRNet and SimpleNet pose estimation in Paddle 3.
+
+Subpackages and modules: ``config`` (yaml experiments), ``models`` (the networks),
+``checkpoint`` (reading, converting and strictly loading weights), ``complexity`` (parameters
+and MACs), ``transforms`` and ``heatmap`` (the numpy codec shared by every entry point),
+``joints`` (dataset joint definitions), ``inference`` (running a model on prepared batches).
+"""
+__version__ = '0.1.0'

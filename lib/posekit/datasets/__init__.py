@@ -1,0 +1,22 @@
+"""Dataset loading (framework-free numpy): MPII and COCO person keypoints.
+
+``dataset[i]`` returns (input CHW float32, target, target_weight, meta) as in REFERENCE_SPEC
+2.1; ``dataset.prepare(i)`` gives the warped BGR uint8 crop before normalisation.
+"""
+from .base import DatasetError, JointsDataset, flip_joints, half_body_center_scale, read_image
+from .coco import COCODataset, coco_image_path, load_coco_det_records, load_coco_gt_records
+from .mpii import MPIIDataset, load_mpii_records
+
+__all__ = ['DatasetError', 'JointsDataset', 'read_image', 'flip_joints', 'half_body_center_scale',
+           'COCODataset', 'coco_image_path', 'load_coco_gt_records', 'load_coco_det_records',
+           'MPIIDataset', 'load_mpii_records', 'build_dataset']
+
+
+def build_dataset(cfg, is_train=False, rng=None, **kwargs):
+    """The dataset named by ``DATASET.DATASET`` (prefix ``coco`` or ``mpii``)."""
+    name = str(cfg.DATASET.DATASET).lower()
+    if name.startswith('coco'):
+        return COCODataset(cfg, is_train=is_train, rng=rng, **kwargs)
+    if name.startswith('mpii'):
+        return MPIIDataset(cfg, is_train=is_train, rng=rng, **kwargs)
+    raise DatasetError('unknown DATASET.DATASET %r (known: coco, mpii)' % cfg.DATASET.DATASET)

@@ -65,16 +65,21 @@ def _unpack(kpts_db):
     return kpts, scores, areas
 
 
+def _as_arrays(keypoints, scores, areas):
+    """float64 arrays: keypoints (N, 3K), scores (N,), areas (N,)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    kpts = np.asarray(keypoints, dtype=np.float64).reshape(scores.size, -1)
+    return kpts, scores, np.asarray(areas, dtype=np.float64).reshape(-1)
+
+
 def oks_nms_arrays(keypoints, scores, areas, thresh, sigmas=None, in_vis_thre=None):
     """Greedy OKS-NMS on arrays: ``keypoints (N, K, 3)`` or ``(N, 3K)``, ``scores (N,)``, ``areas (N,)``.
 
     Returns the kept indices (into the inputs), best score first.
     """
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    kpts, scores, areas = _as_arrays(keypoints, scores, areas)
     if scores.size == 0:
         return []
-    kpts = np.asarray(keypoints, dtype=np.float64).reshape(scores.size, -1)
-    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
     order = scores.argsort()[::-1]
     keep = []
     while order.size > 0:
@@ -120,11 +125,9 @@ def rescore(overlap, scores, thresh, type='gaussian'):
 def soft_oks_nms_arrays(keypoints, scores, areas, thresh, sigmas=None, in_vis_thre=None,
                         max_dets=SOFT_NMS_MAX_DETS):
     """Gaussian soft OKS-NMS on arrays; returns at most ``max_dets`` kept indices in pick order."""
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    kpts, scores, areas = _as_arrays(keypoints, scores, areas)
     if scores.size == 0:
         return []
-    kpts = np.asarray(keypoints, dtype=np.float64).reshape(scores.size, -1)
-    areas = np.asarray(areas, dtype=np.float64).reshape(-1)
     order = scores.argsort()[::-1]
     scores = scores[order]
     keep = []

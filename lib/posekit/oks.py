@@ -68,7 +68,8 @@ def _unpack(kpts_db):
 def _as_arrays(keypoints, scores, areas):
     """float64 arrays: keypoints (N, 3K), scores (N,), areas (N,)."""
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    kpts = np.asarray(keypoints, dtype=np.float64).reshape(scores.size, -1)
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    kpts = kpts.reshape(scores.size, -1) if scores.size else kpts.reshape(0, 0)
     return kpts, scores, np.asarray(areas, dtype=np.float64).reshape(-1)
 
 

@@ -277,3 +277,9 @@ def test_coco_rescoring_and_nms_by_hand():
     assert res[1]['score'] == pytest.approx(0.9)
     assert len(res[0]['keypoints']) == 51
     assert coco_eval.image_id_from_path('/data/coco/images/val2017/000000397133.jpg') == 397133
+
+
+def test_nms_on_no_detections():
+    from posekit.oks import oks_nms_arrays, soft_oks_nms_arrays
+    assert oks_nms_arrays(np.zeros((0, 17, 3)), [], [], 0.9) == []
+    assert soft_oks_nms_arrays([], [], [], 0.9) == []

@@ -69,6 +69,15 @@ def transform_preds(coords, center, scale, heatmap_size):
     return out
 
 
+def fit_aspect_ratio(w, h, aspect_ratio):
+    """Expand the short side of a w x h box so that w / h equals ``aspect_ratio`` (W/H)."""
+    if w > aspect_ratio * h:
+        h = w * 1.0 / aspect_ratio
+    elif w < aspect_ratio * h:
+        w = h * aspect_ratio
+    return w, h
+
+
 def box_to_center_scale(x, y, w, h, aspect_ratio, padding=BOX_PADDING):
     """COCO-style box (top-left x, y, width, height) -> (center, scale) (REFERENCE_SPEC 1.2).
 
@@ -76,10 +85,7 @@ def box_to_center_scale(x, y, w, h, aspect_ratio, padding=BOX_PADDING):
     and enlarged by ``padding`` (1.25). Values are float32 as in the reference records.
     """
     center = np.array([x + w * 0.5, y + h * 0.5], dtype=np.float32)
-    if w > aspect_ratio * h:
-        h = w * 1.0 / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
+    w, h = fit_aspect_ratio(w, h, aspect_ratio)
     scale = np.array([w * 1.0 / PIXEL_STD, h * 1.0 / PIXEL_STD], dtype=np.float32)
     if center[0] != -1:
         scale = scale * padding

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 
 from ..heatmap import generate_target
-from ..transforms import PIXEL_STD, affine_points, crop, get_affine_transform, normalize_from_cfg
+from ..transforms import (PIXEL_STD, affine_points, crop, fit_aspect_ratio, get_affine_transform,
+                          normalize_from_cfg)
 
 __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'load_json', 'flip_joints',
            'half_body_center_scale']
@@ -32,6 +33,15 @@ def load_json(path, what='annotation file'):
             return json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise DatasetError('cannot parse %s %s: %s' % (what, path, e)) from e
+
+
+def load_json_list(path, what, items):
+    """:func:`load_json` for files whose top level must be a list (of ``items``)."""
+    data = load_json(path, what)
+    if not isinstance(data, list):
+        raise DatasetError('%s %s: expected a list of %s, got %s'
+                           % (what, path, items, type(data).__name__))
+    return data
 
 
 def read_image(path):
@@ -83,10 +93,7 @@ def half_body_center_scale(joints, joints_vis, upper_ids, aspect_ratio, rng):
     right_bottom = selected.max(axis=0)
     w = right_bottom[0] - left_top[0]
     h = right_bottom[1] - left_top[1]
-    if w > aspect_ratio * h:
-        h = w * 1.0 / aspect_ratio
-    elif w < aspect_ratio * h:
-        w = h * aspect_ratio
+    w, h = fit_aspect_ratio(w, h, aspect_ratio)
     scale = np.array([w / PIXEL_STD, h / PIXEL_STD], dtype=np.float32) * 1.5
     return center, scale
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from ..joints import COCO_FLIP_PAIRS
 from ..transforms import box_to_center_scale
-from .base import DatasetError, JointsDataset, load_json
+from .base import DatasetError, JointsDataset, load_json, load_json_list
 
 __all__ = ['coco_image_path', 'load_coco_gt_records', 'load_coco_det_records', 'COCODataset',
            'COCO_NUM_JOINTS']
@@ -99,10 +99,7 @@ def load_coco_det_records(det_file, image_dir, aspect_ratio, image_thre=0.0, ima
 
     Boxes are not clipped; joints are zero with visibility one; the detection score is kept.
     """
-    dets = load_json(det_file, 'detection results file')
-    if not isinstance(dets, list):
-        raise DatasetError('detection results file %s: expected a list of boxes, got %s'
-                           % (det_file, type(dets).__name__))
+    dets = load_json_list(det_file, 'detection results file', 'boxes')
     records = []
     for i, det in enumerate(dets):
         try:

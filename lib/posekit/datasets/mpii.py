@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from ..joints import MPII_FLIP_PAIRS
-from .base import DatasetError, JointsDataset, load_json
+from .base import DatasetError, JointsDataset, load_json_list
 
 __all__ = ['load_mpii_records', 'MPIIDataset', 'MPII_NUM_JOINTS']
 
@@ -18,10 +18,7 @@ def load_mpii_records(json_path, image_dir, is_test_set=False, num_joints=MPII_N
     c_y += 15 * s (when c_x != -1), s *= 1.25, c -= 1, joints -= 1 (1-based -> 0-based).
     ``is_test_set``: the entries carry no joints (left at zero, visibility zero).
     """
-    anno = load_json(json_path, 'MPII annotation file')
-    if not isinstance(anno, list):
-        raise DatasetError('MPII annotation file %s: expected a list of persons, got %s'
-                           % (json_path, type(anno).__name__))
+    anno = load_json_list(json_path, 'MPII annotation file', 'persons')
     records = []
     for i, a in enumerate(anno):
         try:

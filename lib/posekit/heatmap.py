@@ -2,6 +2,11 @@
 
 Framework-free numpy, used by every entry point. Each function reproduces the reference
 behaviour named in its docstring (REFERENCE_SPEC sections 2.5, 4.5, 7.1-7.3).
+
+Decoding options of :func:`get_final_preds` (``TEST.*`` keys, see :func:`decode_from_cfg`):
+argmax with the reference quarter-pixel step (``POST_PROCESS``, the default), [LPN] soft-argmax
+(``SOFT_ARGMAX``), or DARK (``DARK``, off by default; not in any reference repository): the
+distribution-aware sub-pixel refinement of Zhang et al., CVPR 2020, see :func:`dark_refine`.
 """
 import math
 
@@ -110,21 +115,116 @@ def soft_argmax(heatmaps, beta=SOFT_ARGMAX_BETA):
     return coords.astype(np.float32), maxvals
 
 
-def get_final_preds(heatmaps, center, scale, post_process=True, soft_argmax_beta=None, bias=0.0):
-    """Heatmaps (B, K, H, W) -> keypoints in image pixels (B, K, 2) and confidences (B, K, 1).
+def dark_kernel_size(sigma):
+    """DARK modulation kernel for targets of Gaussian ``sigma``: 6 sigma - 1, odd, >= 3.
 
-    argmax (or soft-argmax when ``soft_argmax_beta`` is given, LPN), the quarter-pixel step if
-    ``post_process``, the inverse crop at heatmap resolution, then ``bias`` is subtracted from
-    both coordinates ([LPN] ``TEST.BIAS``). Joints whose map is all <= 0 decode to (0, 0) in
-    heatmap space and are still mapped back (the crop's top-left corner), as the reference does.
+    This gives the sizes the DARK authors used (11 for sigma 2, 17 for sigma 3); with
+    :func:`dark_refine`'s OpenCV sigma rule they blur with a Gaussian of about ``sigma``.
+    """
+    return max(3, 2 * int(round(3 * float(sigma))) - 1)
+
+
+def _blur_kernel_1d(kernel):
+    # OpenCV's GaussianBlur(ksize, sigma=0) rule, which the DARK authors relied on.
+    sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8
+    x = np.arange(kernel, dtype=np.float64) - (kernel - 1) / 2.0
+    g = np.exp(-x ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
+
+
+def dark_refine(heatmaps, coords, kernel=11):
+    """DARK sub-pixel refinement (Zhang et al., CVPR 2020): refined copy of ``coords`` (B, K, 2).
+
+    ``coords`` are argmax locations (x, y) in heatmap pixels, e.g. from :func:`get_max_preds`.
+    Each map is *modulated*: blurred with a ``kernel`` x ``kernel`` Gaussian (sigma from OpenCV's
+    rule 0.3 ((kernel - 1) / 2 - 1) + 0.8, zero outside the map), rescaled to its original
+    maximum, clamped to >= 1e-10 and taken to the log. Around the integer location (the rounded
+    coordinate) the log-map is a quadratic, so one Newton step finds its maximum:
+    coord -= H^-1 g, with g and H the central-difference gradient and Hessian (3-point stencils).
+    A joint is left unchanged when its location is on the map border (no neighbours on one side),
+    when H is not negative definite (no maximum there: flat, all-zero or saddle-shaped maps) or
+    when the step would exceed one pixel on either axis (a near-flat top, not a peak).
+    ``kernel`` should match the training sigma, see :func:`dark_kernel_size`.
     """
     heatmaps = np.asarray(heatmaps)
+    if heatmaps.ndim != 4:
+        raise ValueError('heatmaps must be B x K x H x W, got shape %s' % (heatmaps.shape,))
+    kernel = int(kernel)
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError('DARK kernel size must be a positive odd number, got %d' % kernel)
+    b, k, h, w = heatmaps.shape
+    coords = np.asarray(coords)
+    out = coords.copy()
+    if b * k == 0 or h < 3 or w < 3:
+        return out
+
+    from scipy.ndimage import convolve1d  # only DARK needs scipy here
+
+    hm = heatmaps.astype(np.float64)
+    g1 = _blur_kernel_1d(kernel)
+    blurred = convolve1d(convolve1d(hm, g1, axis=3, mode='constant'), g1, axis=2, mode='constant')
+    orig_max = hm.max(axis=(2, 3), keepdims=True)
+    blur_max = blurred.max(axis=(2, 3), keepdims=True)
+    # Keep each map's original peak height; maps without a positive peak are left unscaled.
+    ok = (blur_max > 0) & (orig_max > 0)
+    ratio = np.where(ok, orig_max / np.where(ok, blur_max, 1.0), 1.0)
+    logmap = np.log(np.maximum(blurred * ratio, 1e-10))
+
+    px = np.floor(coords[..., 0].astype(np.float64) + 0.5).astype(np.int64)
+    py = np.floor(coords[..., 1].astype(np.float64) + 0.5).astype(np.int64)
+    inside = (px >= 1) & (px <= w - 2) & (py >= 1) & (py <= h - 2)
+    xc = np.clip(px, 1, w - 2)
+    yc = np.clip(py, 1, h - 2)
+    bi, ki = np.meshgrid(np.arange(b), np.arange(k), indexing='ij')
+
+    def at(dx, dy):
+        return logmap[bi, ki, yc + dy, xc + dx]
+
+    centre = at(0, 0)
+    gx = 0.5 * (at(1, 0) - at(-1, 0))
+    gy = 0.5 * (at(0, 1) - at(0, -1))
+    hxx = at(1, 0) - 2 * centre + at(-1, 0)
+    hyy = at(0, 1) - 2 * centre + at(0, -1)
+    hxy = 0.25 * (at(1, 1) - at(-1, 1) - at(1, -1) + at(-1, -1))
+    det = hxx * hyy - hxy ** 2
+    # Only a negative definite Hessian describes a maximum of the local quadratic.
+    refine = inside & (hxx < 0) & (det > 0)
+    safe_det = np.where(refine, det, 1.0)
+    dx = -(hyy * gx - hxy * gy) / safe_det
+    dy = -(-hxy * gx + hxx * gy) / safe_det
+    # The argmax sample lies within half a pixel of a round peak's maximum; a step of more than
+    # a pixel comes from a near-flat top (plateau, rounding noise), not a peak: keep the argmax.
+    refine &= (np.abs(dx) <= 1) & (np.abs(dy) <= 1)
+    out[..., 0] = np.where(refine, px + dx, coords[..., 0])
+    out[..., 1] = np.where(refine, py + dy, coords[..., 1])
+    return out
+
+
+def get_final_preds(heatmaps, center, scale, post_process=True, soft_argmax_beta=None, bias=0.0,
+                    dark=False, dark_kernel=11):
+    """Heatmaps (B, K, H, W) -> keypoints in image pixels (B, K, 2) and confidences (B, K, 1).
+
+    argmax (or soft-argmax when ``soft_argmax_beta`` is given, LPN), then a sub-pixel
+    refinement: the quarter-pixel step if ``post_process`` (the reference), or DARK
+    (:func:`dark_refine` with a ``dark_kernel`` Gaussian) if ``dark`` -- DARK replaces the
+    quarter step, so ``post_process`` is ignored when ``dark`` is on, and DARK cannot follow
+    soft-argmax (ValueError). Then the inverse crop at heatmap resolution, and ``bias`` is
+    subtracted from both coordinates ([LPN] ``TEST.BIAS``). Confidences are the argmax values
+    in every mode. Joints whose map is all <= 0 decode to (0, 0) in heatmap space and are still
+    mapped back (the crop's top-left corner), as the reference does.
+    """
+    heatmaps = np.asarray(heatmaps)
+    if dark and soft_argmax_beta:
+        raise ValueError('DARK decoding and soft-argmax are exclusive: turn off TEST.DARK or '
+                         'TEST.SOFT_ARGMAX')
     if soft_argmax_beta:
         coords, maxvals = soft_argmax(heatmaps, soft_argmax_beta)
     else:
         coords, maxvals = get_max_preds(heatmaps)
     _, _, h, w = heatmaps.shape
-    if post_process:
+    if dark:
+        coords = dark_refine(heatmaps, coords, dark_kernel)
+    elif post_process:
         quarter_offset(heatmaps, coords)
     preds = coords.copy()
     for i in range(coords.shape[0]):
@@ -135,10 +235,14 @@ def get_final_preds(heatmaps, center, scale, post_process=True, soft_argmax_beta
 
 
 def decode_from_cfg(heatmaps, center, scale, cfg):
-    """:func:`get_final_preds` with the options of ``cfg.TEST``."""
+    """:func:`get_final_preds` with the options of ``cfg.TEST`` (``POST_PROCESS``,
+    ``SOFT_ARGMAX``, ``BIAS``, ``DARK``); the DARK kernel follows ``MODEL.SIGMA``
+    (:func:`dark_kernel_size`)."""
     t = cfg.TEST
     return get_final_preds(heatmaps, center, scale, post_process=t.POST_PROCESS,
-                           soft_argmax_beta=SOFT_ARGMAX_BETA if t.SOFT_ARGMAX else None, bias=t.BIAS)
+                           soft_argmax_beta=SOFT_ARGMAX_BETA if t.SOFT_ARGMAX else None,
+                           bias=t.BIAS, dark=bool(t.DARK),
+                           dark_kernel=dark_kernel_size(cfg.MODEL.SIGMA))
 
 
 def flip_back(heatmaps, flip_pairs):

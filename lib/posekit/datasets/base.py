@@ -7,6 +7,7 @@ dataset classes directly (they only need ``__len__`` and ``__getitem__``).
 """
 import copy
 import json
+import logging
 import os
 
 import cv2
@@ -17,7 +18,9 @@ from ..transforms import (PIXEL_STD, affine_points, crop, fit_aspect_ratio, get_
                           normalize_from_cfg)
 
 __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'load_json', 'flip_joints',
-           'half_body_center_scale']
+           'half_body_center_scale', 'select_records']
+
+logger = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -98,12 +101,45 @@ def half_body_center_scale(joints, joints_vis, upper_ids, aspect_ratio, rng):
     return center, scale
 
 
+def select_records(records):
+    """The reference ``DATASET.SELECT_DATA`` filter (REFERENCE_SPEC 2.2): the records to keep.
+
+    For a record with visible joints (``joints_3d_vis[:, 0] > 0``): joints_center = their mean,
+    area = s_x s_y 200^2, ks = exp(-|joints_center - center|^2 / (2 * 0.2^2 * area)) and
+    metric = 0.45 + (0.2 / 16) (num_visible - 1); the record is kept if ks > metric, i.e. when
+    its visible joints are centred in its box, more tightly the more joints are visible.
+    Records without a visible joint are dropped, as the reference does (it skips them before
+    the test). Logs ``=> num db: N`` and ``=> num selected db: M``.
+    """
+    records = list(records)
+    selected = []
+    for rec in records:
+        vis = np.asarray(rec['joints_3d_vis'], dtype=np.float64)[:, 0] > 0
+        num_vis = int(vis.sum())
+        if num_vis == 0:
+            continue
+        joints = np.asarray(rec['joints_3d'], dtype=np.float64)[vis, :2]
+        joints_center = joints.mean(axis=0)
+        center = np.asarray(rec['center'], dtype=np.float64)[:2]
+        scale = np.asarray(rec['scale'], dtype=np.float64)
+        area = scale[0] * scale[1] * PIXEL_STD ** 2
+        dist2 = float(np.sum((joints_center - center) ** 2))
+        ks = np.exp(-dist2 / (0.2 ** 2 * 2.0 * area))
+        metric = 0.45 + (0.2 / 16) * (num_vis - 1)
+        if ks > metric:
+            selected.append(rec)
+    logger.info('=> num db: %d', len(records))
+    logger.info('=> num selected db: %d', len(selected))
+    return selected
+
+
 class JointsDataset:
     """Records + the per-sample procedure of REFERENCE_SPEC 2.1.
 
     ``dataset[i]`` -> (input CHW float32, target (K, Hh, Wh) float32, target_weight (K, 1)
     float32, meta dict). Training augmentation (half-body, scale, rotation, flip) is drawn from
-    ``rng`` (a ``numpy.random.Generator``; seed it for reproducible samples).
+    ``rng`` (a ``numpy.random.Generator``; seed it for reproducible samples). A training set
+    (``is_train``) is filtered by :func:`select_records` when ``DATASET.SELECT_DATA`` is on.
     """
     flip_pairs = ()
     upper_body_ids = ()
@@ -119,6 +155,12 @@ class JointsDataset:
         if nj != self.num_joints:
             raise DatasetError('%s has %d joints per sample but MODEL.NUM_JOINTS is %d'
                                % (source or 'dataset', nj, self.num_joints))
+        if self.is_train and cfg.DATASET.SELECT_DATA:
+            num_db = len(self.db)
+            self.db = select_records(self.db)
+            if not self.db:
+                raise DatasetError('DATASET.SELECT_DATA kept none of the %d samples of %s'
+                                   % (num_db, source or '<records>'))
         self.image_size = np.array(cfg.MODEL.IMAGE_SIZE, dtype=np.int64)
         self.heatmap_size = np.array(cfg.MODEL.HEATMAP_SIZE, dtype=np.int64)
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]

@@ -8,6 +8,7 @@ normalisation, heatmap size, joint names, flip pairs, skeleton and decode option
 import json
 import os
 
+from .heatmap import dark_kernel_size
 from .joints import joint_info
 
 __all__ = ['DeployConfig', 'DeployConfigError', 'DEPLOY_CONFIG_NAME', 'deploy_config_path']
@@ -38,12 +39,14 @@ class DeployConfig:
     """
     FIELDS = ('model', 'input_name', 'output_name', 'input_size', 'heatmap_size', 'color_rgb',
               'pixel_scale', 'mean', 'std', 'dataset', 'joint_names', 'flip_pairs', 'skeleton',
-              'post_process', 'shift_heatmap', 'soft_argmax', 'bias', 'dark', 'flip_test')
+              'post_process', 'shift_heatmap', 'soft_argmax', 'bias', 'dark', 'dark_kernel',
+              'flip_test')
 
     def __init__(self, model, input_size, heatmap_size, joint_names, flip_pairs, skeleton,
                  color_rgb=False, pixel_scale=255.0, mean=(0.485, 0.456, 0.406),
                  std=(0.229, 0.224, 0.225), dataset='', post_process=True, shift_heatmap=True,
-                 soft_argmax=False, bias=0.0, dark=False, flip_test=False, input_name='image',
+                 soft_argmax=False, bias=0.0, dark=False, dark_kernel=11, flip_test=False,
+                 input_name='image',
                  output_name='heatmaps'):
         self.model = str(model)
         self.input_name = str(input_name)
@@ -63,6 +66,7 @@ class DeployConfig:
         self.soft_argmax = bool(soft_argmax)
         self.bias = float(bias)
         self.dark = bool(dark)
+        self.dark_kernel = int(dark_kernel)  # DARK's blur kernel, from the training sigma
         self.flip_test = bool(flip_test)
         self._check()
 
@@ -75,6 +79,8 @@ class DeployConfig:
             problems.append('heatmap_size must be [W, H] > 0, got %s' % self.heatmap_size)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             problems.append('mean and std need 3 values (std > 0)')
+        if self.dark_kernel < 1 or self.dark_kernel % 2 == 0:
+            problems.append('dark_kernel must be odd and positive, got %d' % self.dark_kernel)
         if self.pixel_scale <= 0:
             problems.append('pixel_scale must be > 0')
         if k == 0:
@@ -106,7 +112,8 @@ class DeployConfig:
                    skeleton=info['skeleton'], color_rgb=d.COLOR_RGB, pixel_scale=d.PIXEL_SCALE,
                    mean=d.MEAN, std=d.STD, dataset=d.DATASET, post_process=t.POST_PROCESS,
                    shift_heatmap=t.SHIFT_HEATMAP, soft_argmax=t.SOFT_ARGMAX, bias=t.BIAS,
-                   dark=t.DARK, flip_test=t.FLIP_TEST)
+                   dark=t.DARK, dark_kernel=dark_kernel_size(cfg.MODEL.SIGMA),
+                   flip_test=t.FLIP_TEST)
 
     def to_dict(self):
         out = {'format': FORMAT, 'version': VERSION}

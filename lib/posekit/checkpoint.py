@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 TORCH_INSTALL_HINT = ('install PyTorch to read it: pip install torch (the CPU build is enough, '
                       'e.g. pip install torch==2.13.0)')
 TORCH_SUFFIXES = ('.pth', '.pth.tar', '.pt', '.tar', '.ckpt', '.bin')
-PADDLE_SUFFIXES = ('.pdparams',)
+PADDLE_SUFFIXES = ('.pdparams', '.pdckpt')  # .pdckpt: a training checkpoint (weights under 'state_dict')
 
 # The first object of a legacy torch.save stream, then its protocol version.
 _LEGACY_MAGIC = 0x1950a86a20f9469cfc6c

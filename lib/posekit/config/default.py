@@ -69,6 +69,16 @@ _DEFAULTS = {
         # The Simple Baselines [MS] checkpoints were trained on BGR images normalised with the
         # RGB-ordered ImageNet statistics below; that quirk is reproduced by COLOR_RGB False.
         # HRNet checkpoints expect RGB. The Paddle port [PD] forgot the /255: PIXEL_SCALE 1.0.
+        # Generated data (posekit.synthetic): when ENABLED, train.py and valid.py create the set
+        # under ROOT on first use (MPII or COCO format after DATASET.DATASET).
+        'SYNTHETIC': {
+            'ENABLED': False,
+            'NUM_TRAIN': 2000,
+            'NUM_VALID': 200,
+            'SEED': 0,
+            'IMAGE_SIZE': [256, 256],  # [W, H]
+            'MAX_PEOPLE': 3,
+        },
         'COLOR_RGB': False,
         'PIXEL_SCALE': 255.0,
         'MEAN': [0.485, 0.456, 0.406],

@@ -9,7 +9,7 @@ from .mpii import MPIIDataset, load_mpii_records
 
 __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'flip_joints', 'half_body_center_scale',
            'COCODataset', 'coco_image_path', 'load_coco_gt_records', 'load_coco_det_records',
-           'MPIIDataset', 'load_mpii_records', 'build_dataset']
+           'MPIIDataset', 'load_mpii_records', 'build_dataset', 'prepare_synthetic']
 
 
 def build_dataset(cfg, is_train=False, rng=None, **kwargs):
@@ -20,3 +20,22 @@ def build_dataset(cfg, is_train=False, rng=None, **kwargs):
     if name.startswith('mpii'):
         return MPIIDataset(cfg, is_train=is_train, rng=rng, **kwargs)
     raise DatasetError('unknown DATASET.DATASET %r (known: coco, mpii)' % cfg.DATASET.DATASET)
+
+
+def prepare_synthetic(cfg):
+    """Generate the synthetic set of ``DATASET.SYNTHETIC`` under ``DATASET.ROOT`` if it is enabled
+    and not there yet (rank 0 generates, other processes wait). Returns the root or None."""
+    syn = cfg.DATASET.SYNTHETIC
+    if not syn.ENABLED:
+        return None
+    from .. import distributed as dist
+    from ..synthetic import ensure_synthetic
+    name = str(cfg.DATASET.DATASET).lower()
+    fmt = 'coco' if name.startswith('coco') else 'mpii'
+    if dist.is_main():
+        ensure_synthetic(cfg.DATASET.ROOT, fmt, num_train=int(syn.NUM_TRAIN),
+                         num_valid=int(syn.NUM_VALID), seed=int(syn.SEED),
+                         image_size=tuple(int(v) for v in syn.IMAGE_SIZE),
+                         max_people=int(syn.MAX_PEOPLE))
+    dist.barrier()
+    return cfg.DATASET.ROOT

@@ -37,6 +37,9 @@ def parse_args(argv=None):
                      help='COCO: ground-truth boxes')
     parser.add_argument('--coco-bbox-file', default=None, help='COCO detection results json')
     parser.add_argument('--workers', type=int, default=None, help='data loader workers (WORKERS)')
+    parser.add_argument('--predictions', default=None, metavar='FILE',
+                        help='evaluate saved keypoints instead of running a model: an MPII '
+                             'pred.mat, or .npy/.npz (preds: N x K x 2|3, 0-based image pixels)')
     parser.add_argument('--output', default=None,
                         help='folder for pred.mat / results json (default: the run folder)')
     add_config_arguments(parser)
@@ -59,6 +62,31 @@ def _overrides(args):
     return opts
 
 
+class PredictionsError(ValueError):
+    pass
+
+
+def _evaluate_file(cfg, path, out_dir, logger):
+    """``--predictions``: the metric of saved keypoints (rank 0 only; no model is run)."""
+    from posekit import distributed as dist
+    from posekit.datasets import build_dataset
+    from posekit.evaluate import (dataset_result, evaluate_predictions, full_arch_name,
+                                  load_predictions)
+    from posekit.pckh import format_table
+    if not dist.is_main():
+        return 0
+    dataset = build_dataset(cfg, is_train=False)
+    try:
+        result = dataset_result(dataset, load_predictions(path))
+    except ValueError as e:
+        raise PredictionsError(str(e)) from e
+    logger.info('=> evaluating %d saved predictions from %s', result['count'], path)
+    name_values, _ = evaluate_predictions(cfg, dataset, result, out_dir)
+    for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
+        logger.info(line)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     from posekit import distributed as dist
@@ -78,10 +106,12 @@ def main(argv=None):
         cfg_name = os.path.splitext(os.path.basename(args.cfg))[0]
         logger = setup_logging(os.path.join(out_dir, '%s_%s_valid.log' % (cfg_name, time_str)),
                                rank=rank)
+        prepare_synthetic(cfg)
+        if args.predictions:
+            return _evaluate_file(cfg, args.predictions, out_dir, logger)
         model_file = cfg.TEST.MODEL_FILE or os.path.join(run_dir, 'final_state.pdparams')
         if not os.path.isfile(model_file):
             raise FileNotFoundError('model file not found: %s (give --model-file)' % model_file)
-        prepare_synthetic(cfg)
         from posekit.evaluate import validate
         from posekit.loss import build_loss
         from posekit.models import build_model
@@ -93,7 +123,8 @@ def main(argv=None):
                     'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
         name_values, perf, result = validate(cfg, model, dataset, out_dir,
                                              criterion=build_loss(cfg))
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, PermissionError) as e:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, PermissionError,
+            PredictionsError) as e:
         print('valid: error: %s' % e, file=sys.stderr)
         return 1
     if rank == 0:

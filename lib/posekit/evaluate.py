@@ -24,7 +24,7 @@ from .loader import build_eval_loader
 from .pckh import evaluate_pckh, format_table, write_pred_mat
 
 __all__ = ['predict_dataset', 'evaluate_predictions', 'validate', 'full_arch_name',
-           'dataset_kind']
+           'dataset_kind', 'dataset_result', 'load_predictions']
 
 logger = logging.getLogger('posekit')
 
@@ -146,6 +146,45 @@ def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_s
         'acc': acc_sum / acc_cnt if acc_cnt else 0.0,
         'count': len(order),
     }
+
+
+def dataset_result(dataset, preds):
+    """A :func:`predict_dataset`-style result for given keypoints ``preds`` (N, K, 2 or 3; image
+    pixels, 0-based, dataset order; confidence 1 when absent) with the dataset's own boxes."""
+    preds = np.asarray(preds, dtype=np.float64)
+    n, k = len(dataset), dataset.num_joints
+    if preds.ndim != 3 or preds.shape[0] != n or preds.shape[1] != k or preds.shape[2] not in (2, 3):
+        raise ValueError('predictions should be %d x %d x 2 (or x 3) for this dataset, got %s'
+                         % (n, k, preds.shape))
+    if preds.shape[2] == 2:
+        preds = np.concatenate([preds, np.ones((n, k, 1))], axis=2)
+    boxes = np.zeros((n, 6))
+    for i, rec in enumerate(dataset.db):
+        c = np.asarray(rec['center'], dtype=np.float64)
+        s = np.asarray(rec['scale'], dtype=np.float64)
+        boxes[i] = [c[0], c[1], s[0], s[1], np.prod(s * 200), rec.get('score', 1)]
+    return {'preds': preds, 'boxes': boxes, 'images': [rec['image'] for rec in dataset.db],
+            'loss': float('nan'), 'acc': float('nan'), 'count': n}
+
+
+def load_predictions(path):
+    """Keypoints saved by another run: an MPII ``pred.mat`` (variable ``preds``, 1-based, as the
+    reference writes it) or a ``.npy``/``.npz`` (``preds``) array in 0-based image pixels."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('predictions file not found: %s' % path)
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == '.mat':
+            from scipy.io import loadmat
+            return np.asarray(loadmat(path)['preds'], dtype=np.float64) - 1.0
+        if ext == '.npz':
+            with np.load(path) as z:
+                return np.asarray(z['preds'], dtype=np.float64)
+        if ext == '.npy':
+            return np.asarray(np.load(path), dtype=np.float64)
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError('cannot read predictions from %s: %s' % (path, e)) from e
+    raise ValueError('unknown predictions file type %s (expected .mat, .npy or .npz)' % path)
 
 
 def _as_numpy(*values):

@@ -16,8 +16,10 @@ def parse_args(argv=None):
     from posekit.config import add_config_arguments
     parser = argparse.ArgumentParser(
         description='Train a top-down heatmap pose model (validation every epoch).')
-    parser.add_argument('--resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
-                        help='continue from the run\'s checkpoint.pdckpt (or the given file)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the run\'s checkpoint.pdckpt')
+    parser.add_argument('--resume-from', default=None, metavar='CHECKPOINT',
+                        help='continue from this checkpoint.pdckpt instead')
     parser.add_argument('--seed', type=int, default=None,
                         help='seed for weights, sample order and augmentation (sets SEED)')
     parser.add_argument('--workers', type=int, default=None,
@@ -36,6 +38,7 @@ def main(argv=None):
     from posekit.outputs import run_dirs, setup_logging
     from posekit.checkpoint import CheckpointError
     from posekit.config import ConfigError
+    from posekit.synthetic import SyntheticError
     from posekit.datasets import DatasetError, prepare_synthetic
     from posekit.trainer import TrainingDiverged
 
@@ -54,14 +57,14 @@ def main(argv=None):
         logger.info('=> %s', ' '.join(sys.argv))
         prepare_synthetic(cfg)
         from posekit.trainer import Trainer
-        trainer = Trainer(cfg, args.cfg, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer(cfg, args.cfg, resume=args.resume_from or (True if args.resume else None), progress=not args.no_progress)
         result = trainer.fit()
     except KeyboardInterrupt:
         print('train: interrupted; the last finished epoch is in checkpoint.pdckpt '
               '(continue with --resume)', file=sys.stderr)
         return 130
     except (ConfigError, DatasetError, CheckpointError, TrainingDiverged, FileNotFoundError,
-            PermissionError) as e:
+            PermissionError, SyntheticError) as e:
         # bad config, data or checkpoint, or a diverged loss: the message says it all
         print('train: error: %s' % e, file=sys.stderr)
         return 1

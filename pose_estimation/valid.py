@@ -92,6 +92,7 @@ def main(argv=None):
     from posekit import distributed as dist
     from posekit.checkpoint import CheckpointError, load_checkpoint
     from posekit.config import ConfigError, config_from_args
+    from posekit.synthetic import SyntheticError
     from posekit.datasets import DatasetError, build_dataset, prepare_synthetic
     from posekit.outputs import run_dirs, setup_logging
 
@@ -123,7 +124,7 @@ def main(argv=None):
                     'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
         name_values, perf, result = validate(cfg, model, dataset, out_dir,
                                              criterion=build_loss(cfg))
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, PermissionError,
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, PermissionError, SyntheticError,
             PredictionsError) as e:
         print('valid: error: %s' % e, file=sys.stderr)
         return 1

@@ -357,9 +357,7 @@ class Trainer:
             data_time.update(time.time() - end)
             lr = learning_rate(cfg, epoch, i, n)
             self.optimizer.set_lr(lr)
-            x = paddle.to_tensor(inputs)
-            y = paddle.to_tensor(target)
-            w = paddle.to_tensor(target_weight)
+            x, y, w = _tensor(inputs), _tensor(target), _tensor(target_weight)
             if self.amp:
                 with paddle.amp.auto_cast():
                     output = self.model(x)
@@ -385,7 +383,7 @@ class Trainer:
                     '--resume.' % (loss_value, epoch, i, lr, last))
             bs = inputs.shape[0]
             losses.update(loss_value, bs)
-            _, avg_acc, cnt, _ = heatmap_accuracy(output.numpy(), target)
+            _, avg_acc, cnt, _ = heatmap_accuracy(output.numpy(), y.numpy())
             accs.update(avg_acc, cnt)
             batch_time.update(time.time() - end)
             end = time.time()
@@ -413,6 +411,11 @@ class Trainer:
         import paddle.distributed as pdist
         pdist.all_reduce(t)
         return float(t) / self.world
+
+
+def _tensor(x):
+    # worker processes of paddle.io.DataLoader hand over tensors, the in-process loader numpy
+    return x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x)
 
 
 def _yaml(cfg):

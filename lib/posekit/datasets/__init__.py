@@ -33,9 +33,21 @@ def prepare_synthetic(cfg):
     name = str(cfg.DATASET.DATASET).lower()
     fmt = 'coco' if name.startswith('coco') else 'mpii'
     if dist.is_main():
-        ensure_synthetic(cfg.DATASET.ROOT, fmt, num_train=int(syn.NUM_TRAIN),
-                         num_valid=int(syn.NUM_VALID), seed=int(syn.SEED),
-                         image_size=tuple(int(v) for v in syn.IMAGE_SIZE),
-                         max_people=int(syn.MAX_PEOPLE))
+        import logging
+        logger = logging.getLogger('posekit')
+        step = max((int(syn.NUM_TRAIN) + int(syn.NUM_VALID)) // 10, 1)
+
+        def progress(split, done, total):
+            if done == total or done % step == 0:
+                logger.info('=> generating synthetic %s data in %s: %s %d/%d', fmt.upper(),
+                            cfg.DATASET.ROOT, split, done, total)
+
+        _, created = ensure_synthetic(cfg.DATASET.ROOT, fmt, progress=progress,
+                                      num_train=int(syn.NUM_TRAIN), num_valid=int(syn.NUM_VALID),
+                                      seed=int(syn.SEED),
+                                      image_size=tuple(int(v) for v in syn.IMAGE_SIZE),
+                                      max_people=int(syn.MAX_PEOPLE))
+        logger.info('=> synthetic %s data %s %s', fmt.upper(),
+                    'generated in' if created else 'found in', cfg.DATASET.ROOT)
     dist.barrier()
     return cfg.DATASET.ROOT

@@ -155,6 +155,15 @@ def test_two_processes_train_and_validate_like_one(data, reference_run, tmp_path
     assert os.path.isfile(os.path.join(out, RUN, 'final_state.pdparams'))
     # rank 1 writes no log lines of its own
     assert 'Epoch: [' not in open(tmp_path / 'launch' / 'workerlog.1').read()
+    # the validation of the two processes is that of the saved model, recomputed by one process
+    final = os.path.join(out, RUN, 'final_state.pdparams')
+    again = run('valid.py', '--cfg', CFG, '--model-file', final, '--output', str(tmp_path / 'v0'),
+                *small(data, out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    from scipy.io import loadmat
+    in_training = loadmat(os.path.join(out, RUN, 'pred.mat'))['preds']
+    recomputed = loadmat(tmp_path / 'v0' / 'pred.mat')['preds']
+    np.testing.assert_allclose(in_training, recomputed, atol=1e-4)
 
     # validation: two processes give exactly the predictions of one
     model = os.path.join(reference_run[0], RUN, 'final_state.pdparams')

@@ -19,7 +19,8 @@ What is done differently from the references, on purpose:
   run with the same seed reproduces an uninterrupted one (sample order and augmentation are
   functions of (seed, epoch, sample), see :mod:`posekit.loader`).
 * Several processes (``paddle.distributed.launch``): ``TRAIN.BATCH_SIZE_PER_GPU`` is the batch of
-  each process; validation predicts each sample once across processes and rank 0 computes the
+  each process; before validating, every process takes rank 0's BatchNorm statistics (the model
+  rank 0 saves); validation predicts each sample once across processes and rank 0 computes the
   metric; only rank 0 writes.
 * A loss that is not finite stops the run with :class:`TrainingDiverged`; the last checkpoint
   (previous epoch) is kept.
@@ -283,6 +284,7 @@ class Trainer:
                         self.end_epoch)
         for epoch in range(self.begin_epoch, self.end_epoch):
             self.train_epoch(epoch)
+            self._sync_bn_statistics()
             name_values, perf, result = validate(
                 cfg, self.net, self.valid_set, self.output_dir, criterion=self.criterion,
                 workers=self.workers, progress=self._progress('valid %d' % epoch))
@@ -316,6 +318,21 @@ class Trainer:
         return {'best_perf': self.best_perf, 'best_epoch': self.best_epoch,
                 'last_perf': self.last_perf, 'output_dir': self.output_dir,
                 'history': self.history}
+
+    def _sync_bn_statistics(self):
+        """Give every process rank 0's BatchNorm statistics before validating and saving.
+
+        Parameters stay identical across processes (gradients are averaged), but each process
+        accumulates running statistics from its own batches; without this, each rank would
+        validate its share with a slightly different model than the one rank 0 saves.
+        """
+        if self.world <= 1:
+            return
+        import paddle.distributed as pdist
+        # Paddle keeps BN statistics as non-trainable parameters, not buffers: take both
+        stats = [p for p in self.net.parameters() if p.stop_gradient] + list(self.net.buffers())
+        for t in stats:
+            pdist.broadcast(t, src=0)
 
     def _progress(self, label):
         if not (self.progress and self.is_main):

@@ -106,7 +106,8 @@ def bench_train(args):
     from posekit.trainer import build_optimizer
     rows = []
     for label, exp in _selected(args):
-        cfg = load_config(os.path.join(ROOT, exp))
+        # no ImageNet file needed: the speed does not depend on the initial weights
+        cfg = load_config(os.path.join(ROOT, exp), ['MODEL.INIT_WEIGHTS', 'False'])
         paddle.seed(0)
         model = build_model(cfg, is_train=True)
         model.train()
@@ -132,9 +133,11 @@ def bench_train(args):
         med = float(np.median(times))
         rows.append((label, '%dx%d' % (w, h), args.batch, args.batch / med, med * 1000))
         print('  %s: %.2f samples/s' % (label, args.batch / med), file=sys.stderr)
-    print('\n### Training step (forward + backward + Adam, batch %d, %d threads, median of %d)\n'
-          % (args.batch, paddle.get_flags(['FLAGS_paddle_num_threads'])
-             .get('FLAGS_paddle_num_threads', 0) or os.cpu_count(), args.iters))
+    # Paddle sets OMP_NUM_THREADS to 1 at import when it is unset: dygraph uses one core per
+    # process (train with two processes to use two cores, see the README)
+    print('\n### Training step (one process, OMP_NUM_THREADS=%s: forward + backward + Adam, '
+          'batch %d, median of %d)\n' % (os.environ.get('OMP_NUM_THREADS', '?'), args.batch,
+                                           args.iters))
     print('| model | input WxH | batch | samples/s | ms/iteration |')
     print('|---|---|---|---|---|')
     for label, size, b, sps, ms in rows:

@@ -182,7 +182,8 @@ class JointsDataset:
         return copy.deepcopy(self.db[idx])
 
     def _augment(self, image, joints, joints_vis, c, s):
-        """Training augmentation (2.1 step 4, 2.3): returns image, joints, joints_vis, c, s, r."""
+        """Training augmentation (2.1 step 4, 2.3): returns flipped, joints, joints_vis, c, s, r
+        (joints and centre already in the mirrored image's coordinates when ``flipped``)."""
         rng = self.rng
         if (np.sum(joints_vis[:, 0]) > self.num_joints_half_body
                 and rng.random() < self.prob_half_body):
@@ -193,12 +194,14 @@ class JointsDataset:
         sf, rf = self.scale_factor, self.rotation_factor
         s = s * np.clip(rng.standard_normal() * sf + 1, 1 - sf, 1 + sf)
         r = np.clip(rng.standard_normal() * rf, -rf * 2, rf * 2) if rng.random() <= 0.6 else 0
-        if self.flip and rng.random() <= 0.5:
-            image = np.ascontiguousarray(image[:, ::-1, :])
+        flipped = bool(self.flip and rng.random() <= 0.5)
+        if flipped:
+            # The image is not mirrored here: prepare() folds the mirror into the crop's affine
+            # map (same pixels, without copying a whole 1280x720 image per sample).
             joints, joints_vis = flip_joints(joints, joints_vis, image.shape[1], self.flip_pairs)
             c = c.copy()
             c[0] = image.shape[1] - c[0] - 1
-        return image, joints, joints_vis, c, s, r
+        return flipped, joints, joints_vis, c, s, r
 
     def prepare(self, idx):
         """Steps 1-5 and 7 of 2.1: (warped BGR uint8 crop (H, W, 3), joints in crop, joints_vis, meta).
@@ -213,10 +216,18 @@ class JointsDataset:
         s = np.asarray(rec['scale'])
         score = rec.get('score', 1)
         r = 0
+        flipped = False
         if self.is_train:
-            image, joints, joints_vis, c, s, r = self._augment(image, joints, joints_vis, c, s)
-        warped = crop(image, c, s, r, self.image_size)
+            flipped, joints, joints_vis, c, s, r = self._augment(image, joints, joints_vis, c, s)
         trans = get_affine_transform(c, s, r, self.image_size)
+        if flipped:
+            # crop of the mirrored image = crop of the image through (mirror, then trans)
+            mirror = np.array([[-1.0, 0.0, image.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+            warped = cv2.warpAffine(image, trans @ mirror,
+                                    (int(self.image_size[0]), int(self.image_size[1])),
+                                    flags=cv2.INTER_LINEAR)
+        else:
+            warped = crop(image, c, s, r, self.image_size)
         vis = joints_vis[:, 0] > 0.0
         if vis.any():
             joints[vis, 0:2] = affine_points(joints[vis, 0:2], trans)

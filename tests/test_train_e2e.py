@@ -79,7 +79,7 @@ def test_training_lowers_the_loss_and_writes_the_run(reference_run):
     assert sorted(avg) == [0, 1, 2]
     assert avg[2] < 0.8 * avg[0], avg
     assert '| Arch | Head | Shoulder | Elbow | Wrist | Hip | Knee | Ankle | Mean | Mean@0.1' in log
-    assert 'Speed' in log and 'Lr 0.001000' in log and 'eta:' in log
+    assert 'Speed' in log and 'Lr 0.002000' in log and 'eta:' in log
     # VisualDL scalars under LOG_DIR
     vdl = os.path.join(str(out) + '_log', 'mpii', 'simplenet')
     assert os.listdir(vdl) and any(os.listdir(os.path.join(vdl, d)) for d in os.listdir(vdl))

@@ -1,4 +1,5 @@
 """The numpy heatmap codec and geometry, against the reference fixtures and by construction."""
+import cv2
 import numpy as np
 import pytest
 
@@ -127,3 +128,18 @@ def test_crop_output_size_and_content():
     out = crop(img, center, scale, 0, [48, 64])
     assert out.shape == (64, 48, 3)
     assert out[32, 24].max() == 200 and out[2, 2].max() == 0
+
+
+def test_mirrored_crop_equals_the_crop_of_the_mirrored_image():
+    """Training flips fold the mirror into the affine map instead of copying the image."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (90, 130, 3), dtype=np.uint8)
+    image = cv2.GaussianBlur(image, (5, 5), 0)  # smooth, so interpolation rounding stays small
+    for center, scale, rot in (((60.0, 40.0), (0.5, 0.5), 0.0), ((70.3, 47.9), (0.4, 0.55), 23.0)):
+        center, scale = np.array(center), np.array(scale)
+        want = crop(np.ascontiguousarray(image[:, ::-1]), center, scale, rot, [48, 64])
+        got = crop(image, center, scale, rot, [48, 64], mirror=True)
+        assert np.abs(want.astype(int) - got.astype(int)).max() <= 1
+        # and it is not the unmirrored crop
+        plain = crop(image, center, scale, rot, [48, 64])
+        assert np.abs(plain.astype(int) - got.astype(int)).mean() > 5

@@ -19,7 +19,8 @@ import paddle
 from . import distributed as dist
 from .accuracy import AverageMeter, heatmap_accuracy
 from .coco_eval import coco_keypoint_results, coco_keypoint_stats, image_id_from_path
-from .heatmap import decode_from_cfg, fuse_flip
+from .heatmap import decode_from_cfg
+from .inference import predict_heatmaps
 from .loader import build_eval_loader
 from .pckh import evaluate_pckh, format_table, write_pred_mat
 
@@ -50,20 +51,6 @@ def full_arch_name(cfg):
     return name
 
 
-def _forward(model, inputs, flip_pairs, shift_heatmap):
-    x = paddle.to_tensor(inputs)
-    out = model(x)
-    if isinstance(out, (list, tuple)):
-        out = out[-1]
-    out = out.numpy()
-    if flip_pairs is not None:
-        out_f = model(paddle.flip(x, axis=[3]))
-        if isinstance(out_f, (list, tuple)):
-            out_f = out_f[-1]
-        out = fuse_flip(out, out_f.numpy(), flip_pairs, shift=shift_heatmap)
-    return out
-
-
 def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_size=None,
                     workers=None, print_freq=None, progress=None):
     """Predictions for every sample of ``dataset`` (gathered across processes, dataset order).
@@ -91,7 +78,7 @@ def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_s
         with paddle.no_grad():
             for i, (inputs, target, target_weight, meta) in enumerate(loader):
                 inputs, target, target_weight, meta = _as_numpy(inputs, target, target_weight, meta)
-                out = _forward(model, inputs, flip_pairs, t.SHIFT_HEATMAP)
+                out = predict_heatmaps(model, inputs, flip_pairs, t.SHIFT_HEATMAP)
                 n = inputs.shape[0]
                 if criterion is not None:
                     loss = criterion(paddle.to_tensor(out), paddle.to_tensor(target),

@@ -269,3 +269,18 @@ def fuse_flip(heatmaps, heatmaps_flipped_input, flip_pairs, shift=True):
     if shift:
         back[:, :, :, 1:] = back.copy()[:, :, :, 0:-1]
     return (np.asarray(heatmaps) + back) * 0.5
+
+
+def flip_test(run, inputs, flip_pairs=None, shift=True):
+    """Heatmaps of a network input batch, with the flip test when ``flip_pairs`` is given.
+
+    ``run`` maps a float32 NCHW numpy batch to heatmaps (any backend). The flip test mirrors
+    the *normalised* input along its width, runs it again and fuses the two outputs with
+    :func:`fuse_flip`. The one implementation behind validation, infer.py and deploy.py.
+    """
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    out = np.asarray(run(inputs))
+    if flip_pairs is not None:
+        mirrored = np.asarray(run(np.ascontiguousarray(inputs[:, :, :, ::-1])))
+        out = fuse_flip(out, mirrored, flip_pairs, shift=shift)
+    return out

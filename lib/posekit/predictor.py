@@ -194,17 +194,17 @@ class TopDownPredictor:
 
     def heatmaps(self, batch):
         """Heatmaps (N, K, h, w) for a prepared batch, flip-tested if ``self.flip_test``."""
-        out = self._run(batch)
         k = self.config.num_joints
-        if out.ndim != 4 or out.shape[0] != len(batch) or out.shape[1] != k:
-            raise ValueError('the model returned heatmaps of shape %s for a batch of %d; expected '
-                             '(%d, %d, h, w) from the deploy config' % (out.shape, len(batch), len(batch), k))
-        if self.flip_test:
-            # mirror the *normalised* input tensor along its width, as the reference does
-            flipped = self._run(np.ascontiguousarray(batch[:, :, :, ::-1]))
-            out = _heatmap.fuse_flip(out, flipped, self.config.flip_pairs,
-                                     shift=self.config.shift_heatmap)
-        return out
+
+        def run(x):
+            out = self._run(x)
+            if out.ndim != 4 or out.shape[0] != len(x) or out.shape[1] != k:
+                raise ValueError('the model returned heatmaps of shape %s for a batch of %d; '
+                                 'expected (%d, %d, h, w) from the deploy config'
+                                 % (out.shape, len(x), len(x), k))
+            return out
+        pairs = self.config.flip_pairs if self.flip_test else None
+        return _heatmap.flip_test(run, batch, pairs, shift=self.config.shift_heatmap)
 
     def decode(self, heatmaps, centers, scales):
         """Keypoints (N, K, 3) in image pixels: x, y, confidence."""

@@ -92,9 +92,17 @@ def box_to_center_scale(x, y, w, h, aspect_ratio, padding=BOX_PADDING):
     return center, scale
 
 
-def crop(image, center, scale, rot, image_size):
-    """Warp the person box to the network input size [W, H] (bilinear, constant-0 border)."""
+def crop(image, center, scale, rot, image_size, mirror=False):
+    """Warp the person box to the network input size [W, H] (bilinear, constant-0 border).
+
+    ``mirror``: crop the horizontally mirrored image instead (``center`` given in the mirrored
+    image's coordinates, as training flips do). The mirror is folded into the affine map, so the
+    whole image is never copied.
+    """
     trans = get_affine_transform(center, scale, rot, image_size)
+    if mirror:
+        width = image.shape[1]
+        trans = trans @ np.array([[-1.0, 0.0, width - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     return cv2.warpAffine(image, trans, (int(image_size[0]), int(image_size[1])), flags=cv2.INTER_LINEAR)
 
 

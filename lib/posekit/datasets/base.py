@@ -219,15 +219,8 @@ class JointsDataset:
         flipped = False
         if self.is_train:
             flipped, joints, joints_vis, c, s, r = self._augment(image, joints, joints_vis, c, s)
+        warped = crop(image, c, s, r, self.image_size, mirror=flipped)
         trans = get_affine_transform(c, s, r, self.image_size)
-        if flipped:
-            # crop of the mirrored image = crop of the image through (mirror, then trans)
-            mirror = np.array([[-1.0, 0.0, image.shape[1] - 1], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-            warped = cv2.warpAffine(image, trans @ mirror,
-                                    (int(self.image_size[0]), int(self.image_size[1])),
-                                    flags=cv2.INTER_LINEAR)
-        else:
-            warped = crop(image, c, s, r, self.image_size)
         vis = joints_vis[:, 0] > 0.0
         if vis.any():
             joints[vis, 0:2] = affine_points(joints[vis, 0:2], trans)

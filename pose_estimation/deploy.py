@@ -89,12 +89,6 @@ class DeployError(Exception):
     """Ends the run with a one-line message and exit code 1."""
 
 
-def _one_line_warnings(prog):
-    def show(message, category, filename, lineno, file=None, line=None):
-        print('%s: warning: %s' % (prog, message), file=sys.stderr)
-    warnings.showwarning = show
-
-
 @contextlib.contextmanager
 def _quiet_stderr():
     """Silence C-level stderr (FFmpeg's "moov atom not found" and the like) for a moment."""
@@ -216,15 +210,11 @@ class App:
         if len(boxes) == 0:
             raise DeployError('no person detected in %s (%s); give --box, lower --det-thre or use '
                               '--detector none for the whole image' % (source_name, box_source))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            result = self.predictor.predict(image, boxes)
-        if len(result) == 0:
-            raise DeployError('%s: no person box inside the image: %s'
-                              % (source_name, result.skipped_summary()))
-        for w in caught:
-            warnings.showwarning('%s: %s' % (source_name, w.message), w.category, w.filename,
-                                 w.lineno)
+        from posekit.predictor import BoxError, predict_reporting
+        try:
+            result = predict_reporting(self.predictor, image, boxes, source=source_name)
+        except BoxError as e:
+            raise DeployError(str(e)) from e
         self.timings.append(result.timings)
         return result, box_source
 
@@ -232,9 +222,8 @@ class App:
         from posekit.datasets import read_image
         from posekit.predictor import save_prediction
         single = len(paths) == 1 and self.args.img
-        image_id = self.args.image_id
-        if image_id is not None and str(image_id).isdigit():
-            image_id = int(image_id)
+        from posekit.predictor import parse_image_id
+        image_id = parse_image_id(self.args.image_id)
         done = 0
         for path in paths:
             try:
@@ -325,7 +314,8 @@ def _image_list(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    _one_line_warnings(PROG)
+    from posekit.cli import one_line_warnings
+    one_line_warnings(PROG)
     try:
         if args.img and not os.path.isfile(args.img):
             raise DeployError('image not found: %s' % args.img)

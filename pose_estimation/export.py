@@ -63,24 +63,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _one_line(error):
-    """Errors are printed on one line: a mismatch report keeps its summary and first entry."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    if not lines:
-        return type(error).__name__
-    text = lines[0]
-    heading = ''
-    for ln in lines[1:]:
-        if ln.endswith(':'):
-            heading = ln.split()[0] + ' '  # "missing (in the model, ...):" -> "missing "
-        else:
-            text += ' (first %s: %s)' % (heading.strip() or 'entry', ln)
-            break
-    return text
-
-
 def main(argv=None):
     args = parse_args(argv)
+    from posekit.cli import one_line
     from posekit.checkpoint import CheckpointError, load_checkpoint
     from posekit.config import config_from_args
     from posekit.export import ExportError, default_output_dir, export_model
@@ -104,7 +89,7 @@ def main(argv=None):
             load_checkpoint(model, model_file)
         except CheckpointError as e:
             raise CheckpointError('%s; is --cfg the config this checkpoint was trained with?'
-                                  % _one_line(e)) from e
+                                  % one_line(e)) from e
         output = args.output or default_output_dir(cfg, args.cfg)
         result = export_model(model, cfg, output, fmt=args.format, opset=args.opset,
                               dynamic_batch=args.dynamic_batch, tol=args.tol,
@@ -119,7 +104,7 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         # ConfigError, CheckpointError, ExportError/ParityError, ModelLoadError, QuantizeError,
         # DeployConfigError are ValueErrors; a missing or unwritable file an OSError.
-        print('export: error: %s' % _one_line(e), file=sys.stderr)
+        print('export: error: %s' % one_line(e), file=sys.stderr)
         return 1
     return 0
 

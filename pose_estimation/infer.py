@@ -54,32 +54,13 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _one_line_warnings(prog):
-    def show(message, category, filename, lineno, file=None, line=None):
-        print('%s: warning: %s' % (prog, message), file=sys.stderr)
-    warnings.showwarning = show
-
-
-def _one_line(error):
-    """The first line of an error; a checkpoint mismatch report keeps its first entry."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
-    if len(lines) <= 1:
-        return lines[0] if lines else type(error).__name__
-    details = [ln for ln in lines[1:] if not ln.endswith(':')]
-    return lines[0] + (' (first: %s)' % details[0] if details else '')
-
-
-def _image_id(value):
-    if value is None:
-        return None
-    return int(value) if str(value).isdigit() else value
-
-
 def main(argv=None):
     args = parse_args(argv)
-    _one_line_warnings(PROG)
+    from posekit.cli import one_line, one_line_warnings
+    one_line_warnings(PROG)
     from posekit.datasets import read_image
-    from posekit.predictor import load_detections, person_boxes, save_prediction
+    from posekit.predictor import (load_detections, parse_image_id, person_boxes,
+                                   predict_reporting, save_prediction)
 
     if args.box and args.det_json:
         print('%s: error: give person boxes with --box or --det-json, not both' % PROG,
@@ -90,7 +71,7 @@ def main(argv=None):
         image = read_image(args.img_file)
         detections = load_detections(args.det_json) if args.det_json else None
         boxes, box_source = person_boxes(image, args.img_file, boxes=args.box,
-                                         detections=detections, image_id=_image_id(args.image_id),
+                                         detections=detections, image_id=parse_image_id(args.image_id),
                                          score_threshold=args.det_thre)
         if len(boxes) == 0:
             which = ('image id %s' % args.image_id if args.image_id is not None
@@ -113,13 +94,7 @@ def main(argv=None):
         load_checkpoint(model, model_file)
         runner = DygraphRunner(model, input_size=deploy_config.input_size, name=deploy_config.model)
         predictor = TopDownPredictor(deploy_config, runner, flip_test=args.flip_test)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter('always')
-            result = predictor.predict(image, boxes)
-        if len(result) == 0:
-            raise ValueError('no person box inside the image: %s' % result.skipped_summary())
-        for w in caught:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        result = predict_reporting(predictor, image, boxes)
         meta = {'image': os.path.abspath(args.img_file), 'model': deploy_config.model,
                 'model_file': os.path.abspath(model_file), 'runtime': 'paddle dygraph',
                 'flip_test': predictor.flip_test, 'box_source': box_source}
@@ -128,7 +103,7 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         # DatasetError (image), DetectionFileError, BoxError, ConfigError, CheckpointError are
         # ValueErrors; a missing weights file is an OSError: the message says it all.
-        print('%s: error: %s' % (PROG, _one_line(e)), file=sys.stderr)
+        print('%s: error: %s' % (PROG, one_line(e)), file=sys.stderr)
         return 1
 
     h, w = image.shape[:2]

@@ -32,10 +32,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import os
     from posekit import distributed as dist
     from posekit.config import config_from_args
-    from posekit.outputs import run_dirs, setup_logging
+    from posekit.outputs import log_file, run_dirs, setup_logging
     from posekit.checkpoint import CheckpointError
     from posekit.config import ConfigError
     from posekit.synthetic import SyntheticError
@@ -51,8 +50,7 @@ def main(argv=None):
         dist.init()
         rank = dist.rank()
         out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
-        cfg_name = os.path.splitext(os.path.basename(args.cfg))[0]
-        logger = setup_logging(os.path.join(out_dir, '%s_%s_train.log' % (cfg_name, time_str)),
+        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'),
                                rank=rank)
         logger.info('=> %s', ' '.join(sys.argv))
         prepare_synthetic(cfg)

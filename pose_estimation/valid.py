@@ -70,9 +70,7 @@ def _evaluate_file(cfg, path, out_dir, logger):
     """``--predictions``: the metric of saved keypoints (rank 0 only; no model is run)."""
     from posekit import distributed as dist
     from posekit.datasets import build_dataset
-    from posekit.evaluate import (dataset_result, evaluate_predictions, full_arch_name,
-                                  load_predictions)
-    from posekit.pckh import format_table
+    from posekit.evaluate import dataset_result, evaluate_predictions, load_predictions, log_table
     if not dist.is_main():
         return 0
     dataset = build_dataset(cfg, is_train=False)
@@ -82,8 +80,7 @@ def _evaluate_file(cfg, path, out_dir, logger):
         raise PredictionsError(str(e)) from e
     logger.info('=> evaluating %d saved predictions from %s', result['count'], path)
     name_values, _ = evaluate_predictions(cfg, dataset, result, out_dir)
-    for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
-        logger.info(line)
+    log_table(cfg, name_values)
     return 0
 
 
@@ -94,7 +91,7 @@ def main(argv=None):
     from posekit.config import ConfigError, config_from_args
     from posekit.synthetic import SyntheticError
     from posekit.datasets import DatasetError, build_dataset, prepare_synthetic
-    from posekit.outputs import run_dirs, setup_logging
+    from posekit.outputs import log_file, run_dirs, setup_logging
 
     try:
         # explicit switches win over the KEY VALUE pairs given after them
@@ -104,8 +101,7 @@ def main(argv=None):
         rank = dist.rank()
         run_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
         out_dir = args.output or run_dir
-        cfg_name = os.path.splitext(os.path.basename(args.cfg))[0]
-        logger = setup_logging(os.path.join(out_dir, '%s_%s_valid.log' % (cfg_name, time_str)),
+        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'valid'),
                                rank=rank)
         prepare_synthetic(cfg)
         if args.predictions:

@@ -25,7 +25,7 @@ from .loader import build_eval_loader
 from .pckh import evaluate_pckh, format_table, write_pred_mat
 
 __all__ = ['predict_dataset', 'evaluate_predictions', 'validate', 'full_arch_name',
-           'dataset_kind', 'dataset_result', 'load_predictions']
+           'dataset_kind', 'dataset_result', 'load_predictions', 'log_table']
 
 logger = logging.getLogger('posekit')
 
@@ -230,6 +230,12 @@ def evaluate_predictions(cfg, dataset, result, output_dir):
     return name_values, name_values['AP']
 
 
+def log_table(cfg, name_values):
+    """Log the result table in the reference's markdown layout (REFERENCE_SPEC 8.5)."""
+    for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
+        logger.info(line)
+
+
 def validate(cfg, model, dataset, output_dir, flip_test=None, criterion=None, workers=None,
              progress=None):
     """:func:`predict_dataset` then, on rank 0, :func:`evaluate_predictions` and the table.
@@ -240,8 +246,7 @@ def validate(cfg, model, dataset, output_dir, flip_test=None, criterion=None, wo
                              workers=workers, progress=progress)
     if dist.is_main():
         name_values, perf = evaluate_predictions(cfg, dataset, result, output_dir)
-        for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
-            logger.info(line)
+        log_table(cfg, name_values)
     else:
         name_values, perf = None, None
     name_values, perf = dist.broadcast_object((name_values, perf))

@@ -15,7 +15,7 @@ import time
 
 from .config import cfg_name_of
 
-__all__ = ['run_dirs', 'setup_logging', 'ProgressLine']
+__all__ = ['run_dirs', 'log_file', 'setup_logging', 'ProgressLine']
 
 LOG_FORMAT = '%(asctime)-15s %(message)s'
 
@@ -38,6 +38,12 @@ def run_dirs(cfg, cfg_file, create=True):
     if create:
         os.makedirs(final_output_dir, exist_ok=True)
     return final_output_dir, vdl_dir, time_str
+
+
+def log_file(folder, cfg_file, time_str, phase):
+    """``<folder>/<cfg name>_<time>_<phase>.log`` (REFERENCE_SPEC 8.4)."""
+    cfg_name = cfg_name_of(cfg_file) if cfg_file else 'default'
+    return os.path.join(folder, '%s_%s_%s.log' % (cfg_name, time_str, phase))
 
 
 class _ConsoleHandler(logging.StreamHandler):

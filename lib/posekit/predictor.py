@@ -30,7 +30,8 @@ from . import transforms
 
 __all__ = ['TopDownPredictor', 'PoseResult', 'BoxError', 'BoxWarning', 'DetectionFileError',
            'validate_boxes', 'whole_image_box', 'load_detections', 'boxes_for_image',
-           'person_boxes', 'output_paths', 'save_prediction', 'write_json', 'TIMING_STAGES']
+           'person_boxes', 'predict_reporting', 'parse_image_id', 'output_paths',
+           'save_prediction', 'write_json', 'TIMING_STAGES']
 
 # Names of the per-stage timings of a prediction, in pipeline order (milliseconds).
 TIMING_STAGES = ('preprocess', 'inference', 'decode')
@@ -341,6 +342,28 @@ def boxes_for_image(detections, image_id=None, file_name=None, score_threshold=0
 
 
 # -- where the boxes come from, and what is written ---------------------------------------------
+
+def parse_image_id(value):
+    """A ``--image-id`` value: an int when it is all digits (COCO ids), else the string."""
+    if value is None:
+        return None
+    return int(value) if str(value).isdigit() else value
+
+
+def predict_reporting(predictor, image, boxes, source=None):
+    """``predictor.predict`` for an entry point: the box warnings it raises are re-issued after
+    the prediction (prefixed with ``source``), and a result without any usable box is a
+    :class:`BoxError`."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        result = predictor.predict(image, boxes)
+    prefix = '%s: ' % source if source else ''
+    if len(result) == 0:
+        raise BoxError('%sno person box inside the image: %s' % (prefix, result.skipped_summary()))
+    for w in caught:
+        warnings.showwarning('%s%s' % (prefix, w.message), w.category, w.filename, w.lineno)
+    return result
+
 
 def person_boxes(image, image_path=None, boxes=None, detections=None, image_id=None,
                  score_threshold=0.0, detector=None):

@@ -1,51 +1,10 @@
 """Parameters, MACs and output shape of the model of an experiment.
 
-    python pose_estimation/model_info.py --cfg experiments/coco/lpn/lpn50_256x192_gd256x2_gc.yaml
-    python pose_estimation/model_info.py --cfg FILE --json MODEL.IMAGE_SIZE 288,384
-
-Prints true GMACs (1e9) next to the "GFLOPs" of the reference READMEs (their get_model_summary
-counter: / 2^30 and deconvolutions counted 4x); see posekit.complexity.
+Run ``python pose_estimation/model_info.py --help`` for the options; the code is ``posekit.tools.model_info``.
 """
-import argparse
-import json
 import sys
 
-import _init_paths  # noqa: F401  (puts lib/ on the path)
-
-from posekit.complexity import format_model_info, model_info
-from posekit.config import ConfigError, add_config_arguments, config_from_args
-from posekit.models import build_model
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--json', action='store_true',
-                        help='print one JSON object instead of a table')
-    add_config_arguments(parser)
-    args = parser.parse_args(argv)
-    # `--json` written after the KEY VALUE overrides lands in them (argparse REMAINDER).
-    if '--json' in args.opts:
-        args.opts = [o for o in args.opts if o != '--json']
-        args.json = True
-    return args
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        cfg = config_from_args(args)
-        model = build_model(cfg, is_train=False)
-    except (ConfigError, ValueError, KeyError) as e:
-        # A bad yaml/override, or a model setting the model constructor rejects.
-        print('model_info: error: %s' % (e.args[0] if e.args else e), file=sys.stderr)
-        return 2
-    info = model_info(cfg, cfg_file=args.cfg, model=model)
-    if args.json:
-        print(json.dumps(info))
-    else:
-        print(format_model_info(info))
-    return 0
-
+from posekit.tools.model_info import main
 
 if __name__ == '__main__':
     sys.exit(main())

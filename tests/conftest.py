@@ -1,18 +1,15 @@
-"""Test set-up: ``lib/`` on the import path and the shared reference fixtures.
+"""Test set-up: the shared reference fixtures (``posekit`` itself is installed, see README).
 
 The reference fixtures live outside the project, in ``../shared/fixtures`` (set
 ``POSEKIT_FIXTURES`` to use another folder). Tests that need them use the ``fixtures_dir``
-fixture (or ``require_fixtures``) and are skipped cleanly when the folder is absent.
+fixture (or ``require_fixtures``) and are skipped cleanly when the folder is absent, except
+under ``CI=true``, where a missing fixture is a failure: CI must run every parity check.
 """
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIB = os.path.join(ROOT, 'lib')
-if LIB not in sys.path:
-    sys.path.insert(0, LIB)
 
 FIXTURES = os.environ.get('POSEKIT_FIXTURES', os.path.join(ROOT, '..', 'shared', 'fixtures'))
 
@@ -21,6 +18,8 @@ def require_fixtures(*parts):
     """Path inside the shared fixtures folder; skips the calling test if it is absent."""
     path = os.path.join(FIXTURES, *parts)
     if not os.path.exists(path):
+        if os.environ.get('CI', '').lower() == 'true':
+            pytest.fail('reference fixtures not found under CI=true: %s' % path)
         pytest.skip('reference fixtures not found: %s' % path)
     return path
 

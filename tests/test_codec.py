@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import require_fixtures
-from posekit.heatmap import (flip_back, fuse_flip, generate_target, get_final_preds, get_max_preds)
-from posekit.joints import joint_info
-from posekit.transforms import (affine_points, box_to_center_scale, crop, get_affine_transform,
+from posekit.codec.heatmap import (flip_back, fuse_flip, generate_target, get_final_preds, get_max_preds)
+from posekit.data.joints import joint_info
+from posekit.codec.transforms import (affine_points, box_to_center_scale, crop, get_affine_transform,
                                 normalize, transform_preds)
 
 

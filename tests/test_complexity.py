@@ -1,4 +1,4 @@
-"""posekit.complexity (parameter/MAC counter) and pose_estimation/model_info.py.
+"""posekit.models.complexity (parameter/MAC counter) and pose_estimation/model_info.py.
 
 (a) tiny networks whose counts are worked out by hand below;
 (b) every row of the shared ``models.json`` (counted by running the PyTorch reference code): our
@@ -17,7 +17,7 @@ import paddle.nn as nn
 import pytest
 
 from conftest import FIXTURES, ROOT, require_fixtures
-from posekit.complexity import count_complexity, model_label
+from posekit.models.complexity import count_complexity, model_label
 from posekit.config import load_config
 from posekit.models import build_model
 

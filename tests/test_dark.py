@@ -5,9 +5,9 @@ import pytest
 
 from conftest import require_fixtures
 from posekit.config import load_config
-from posekit.heatmap import (dark_kernel_size, dark_refine, decode_from_cfg, generate_target,
+from posekit.codec.heatmap import (dark_kernel_size, dark_refine, decode_from_cfg, generate_target,
                              get_final_preds, get_max_preds, quarter_offset)
-from posekit.transforms import transform_preds
+from posekit.codec.transforms import transform_preds
 
 W, H = 48, 64  # heatmap [W, H] of a 192x256 input, stride 4
 STRIDE = 4

@@ -9,7 +9,7 @@ import pytest
 from conftest import require_fixtures
 
 from posekit.config import load_config
-from posekit.datasets import (COCODataset, DatasetError, MPIIDataset, load_coco_det_records,
+from posekit.data import (COCODataset, DatasetError, MPIIDataset, load_coco_det_records,
                               load_coco_gt_records, load_mpii_records, read_image)
 
 COCO_YAML = 'experiments/coco/resnet50/256x192_d256x3_adam_lr1e-3.yaml'

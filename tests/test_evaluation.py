@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from conftest import require_fixtures
 
-from posekit import coco_eval, oks, pckh
+from posekit.evaluation import coco_eval
+
+from posekit.evaluation import oks
+
+from posekit.evaluation import pckh
 
 PCKH_KEYS = ['Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle', 'Mean', 'Mean@0.1']
 
@@ -280,6 +284,6 @@ def test_coco_rescoring_and_nms_by_hand():
 
 
 def test_nms_on_no_detections():
-    from posekit.oks import oks_nms_arrays, soft_oks_nms_arrays
+    from posekit.evaluation.oks import oks_nms_arrays, soft_oks_nms_arrays
     assert oks_nms_arrays(np.zeros((0, 17, 3)), [], [], 0.9) == []
     assert soft_oks_nms_arrays([], [], [], 0.9) == []

@@ -16,8 +16,8 @@ import pytest
 
 from conftest import ROOT, require_fixtures
 from posekit.config import load_config
-from posekit.deploy_config import DEPLOY_CONFIG_NAME, DeployConfig
-from posekit.export import (CONFIG_NAME, ONNX_NAME, PARITY_TOL, ExportError, ParityError,
+from posekit.inference.deploy_config import DEPLOY_CONFIG_NAME, DeployConfig
+from posekit.export.exporter import (CONFIG_NAME, ONNX_NAME, PARITY_TOL, ExportError, ParityError,
                             default_output_dir, export_model, tidy_onnx)
 from posekit.models import build_model
 from posekit.runtime import (DygraphRunner, ModelLoadError, OnnxRunner, PaddleInferenceRunner,
@@ -327,16 +327,9 @@ def run_cli(*args):
 
 
 def load_cli():
-    """pose_estimation/export.py as a module, for in-process runs of its main()."""
-    sys.path.insert(0, os.path.join(ROOT, 'pose_estimation'))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            'posekit_export_cli', os.path.join(ROOT, 'pose_estimation', 'export.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.pop(0)
-    return module
+    """The module behind pose_estimation/export.py, for in-process runs of its main()."""
+    from posekit.tools import export
+    return export
 
 
 def save_weights(model, path):

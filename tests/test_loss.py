@@ -2,7 +2,7 @@ import numpy as np
 import paddle
 
 from posekit.config import load_config
-from posekit.loss import JointsMSELoss, JointsOHKMMSELoss, build_loss
+from posekit.training.loss import JointsMSELoss, JointsOHKMMSELoss, build_loss
 
 
 def data(seed=0, b=3, k=5, h=8, w=6):

@@ -15,12 +15,12 @@ import pytest
 from conftest import ROOT, require_fixtures
 from posekit.checkpoint import load_checkpoint, read_checkpoint
 from posekit.config import load_config
-from posekit.heatmap import decode_from_cfg
-from posekit.inference import predict_heatmaps
-from posekit.joints import joint_info
+from posekit.codec.heatmap import decode_from_cfg
+from posekit.runtime.model import predict_heatmaps
+from posekit.data.joints import joint_info
 from posekit.models import build_model
 from posekit.models.layers import count_parameters
-from posekit.transforms import box_to_center_scale, crop, normalize_from_cfg
+from posekit.codec.transforms import box_to_center_scale, crop, normalize_from_cfg
 
 TOLERANCE = 1e-4
 

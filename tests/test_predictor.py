@@ -11,14 +11,16 @@ import warnings
 import numpy as np
 import pytest
 
-from posekit import heatmap, transforms
-from posekit.deploy_config import DeployConfig
-from posekit.detector import (DetectorError, DetectorUnavailable, WholeImageDetector,
+from posekit.codec import heatmap
+
+from posekit.codec import transforms
+from posekit.inference.deploy_config import DeployConfig
+from posekit.inference.detector import (DetectorError, DetectorUnavailable, WholeImageDetector,
                               build_detector, hog_available, hog_windows_to_boxes, nms)
-from posekit.joints import COCO_FLIP_PAIRS, COCO_JOINTS, COCO_SKELETON
-from posekit.predictor import (BoxError, BoxWarning, DetectionFileError, TopDownPredictor,
+from posekit.data.joints import COCO_FLIP_PAIRS, COCO_JOINTS, COCO_SKELETON
+from posekit.inference.predictor import (BoxError, BoxWarning, DetectionFileError, TopDownPredictor,
                                boxes_for_image, load_detections, validate_boxes, whole_image_box)
-from posekit.visualize import draw_pose, draw_result, drawing_sizes, joint_side, limb_side
+from posekit.inference.visualize import draw_pose, draw_result, drawing_sizes, joint_side, limb_side
 
 INPUT = [192, 256]     # [W, H]
 HEATMAP = [48, 64]
@@ -326,7 +328,7 @@ def test_hog_detector_maps_windows_back_to_the_original_image(monkeypatch):
     # OpenCV 5 has no HOG; a stand-in checks the detector's own work (resizing, mapping back)
     import cv2
 
-    from posekit import detector as det
+    from posekit.inference import detector as det
     seen = {}
 
     class FakeHOG:

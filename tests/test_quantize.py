@@ -1,7 +1,7 @@
 """Static int8 quantisation (LANDSCAPE 5.2): calibration images, crops, QDQ model, agreement.
 
 The calibration images are drawn by the tests (shapes on a gradient, cv2) into a tmp folder;
-the model is a small PoseResNet-18 (128x96) with seeded weights, exported by posekit.export.
+the model is a small PoseResNet-18 (128x96) with seeded weights, exported by posekit.export.exporter.
 """
 import os
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, require_fixtures
-from posekit.deploy_config import DeployConfig
-from posekit.quantize import (INT8_NAME, QuantizeError, calibration_images, heatmap_agreement,
+from posekit.inference.deploy_config import DeployConfig
+from posekit.export.quantize import (INT8_NAME, QuantizeError, calibration_images, heatmap_agreement,
                               int8_caveat, load_calibration_inputs, quantize_model,
                               whole_image_input)
 from posekit.runtime import OnnxRunner
-from posekit.transforms import box_to_center_scale, crop, normalize
+from posekit.codec.transforms import box_to_center_scale, crop, normalize
 from test_export import FAMILIES, seeded_model
 
 
@@ -58,7 +58,7 @@ def calib_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def exported_r18(tmp_path_factory):
-    from posekit.export import export_model
+    from posekit.export.exporter import export_model
     cfg, model = seeded_model('pose_resnet', seed=7)
     out = str(tmp_path_factory.mktemp('r18'))
     result = export_model(model, cfg, out, fmt='onnx', check=False)
@@ -169,7 +169,7 @@ def test_real_simplenet_int8_agreement(ort_quantization, tmp_path):
     """Real weights on the real COCO images of the fixtures: int8 keeps confident joints close."""
     from posekit.checkpoint import load_checkpoint
     from posekit.config import load_config
-    from posekit.export import export_model
+    from posekit.export.exporter import export_model
     from posekit.models import build_model
     ckpt = require_fixtures('real', 'simplenet_coco_256x192_model_best.pth.tar')
     images = require_fixtures('real', 'coco')

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from posekit.config import load_config
-from posekit.datasets import DatasetError, JointsDataset, MPIIDataset
-from posekit.datasets.base import select_records
+from posekit.data import DatasetError, JointsDataset, MPIIDataset
+from posekit.data.base import select_records
 
 K = 16  # MPII, the default MODEL.NUM_JOINTS
 CENTER = np.array([300.0, 200.0])

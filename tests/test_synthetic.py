@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from scipy.io import loadmat
 
-from posekit import synthetic
-from posekit.coco_eval import evaluate_coco, image_id_from_path
+from posekit.data import synthetic
+from posekit.evaluation.coco_eval import evaluate_coco, image_id_from_path
 from posekit.config import load_config
-from posekit.datasets import COCODataset, MPIIDataset
-from posekit.joints import COCO_JOINTS, COCO_SKELETON, MPII_JOINTS
-from posekit.pckh import evaluate_pckh
-from posekit.synthetic import (SyntheticError, ensure_synthetic, generate_coco, generate_mpii,
+from posekit.data import COCODataset, MPIIDataset
+from posekit.data.joints import COCO_JOINTS, COCO_SKELETON, MPII_JOINTS
+from posekit.evaluation.pckh import evaluate_pckh
+from posekit.data.synthetic import (SyntheticError, ensure_synthetic, generate_coco, generate_mpii,
                                read_manifest, render_scene)
 
 MPII_YAML = 'experiments/mpii/mobile/256x256_d256x3_adam_lr1e-3.yaml'

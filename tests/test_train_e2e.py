@@ -203,7 +203,7 @@ def test_valid_on_generated_coco_set(tmp_path):
             'MODEL.HEATMAP_SIZE', '24,32', 'WORKERS', '0', 'OUTPUT_DIR', str(tmp_path / 'out')]
     sys.path.insert(0, os.path.join(ROOT, 'lib'))
     from posekit.config import load_config
-    from posekit.datasets import build_dataset, prepare_synthetic
+    from posekit.data import build_dataset, prepare_synthetic
     cfg = load_config(COCO_CFG, opts + ['TEST.USE_GT_BBOX', 'True'])
     prepare_synthetic(cfg)
     gt = np.stack([r['joints_3d'][:, :2] for r in build_dataset(cfg).db])

@@ -3,11 +3,11 @@ import numpy as np
 import paddle
 import pytest
 
-from posekit.accuracy import AverageMeter, heatmap_accuracy
+from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.config import load_config
-from posekit.heatmap import generate_target
-from posekit.loader import EpochBatchSampler, FixedBatchSampler, SeededDataset, collate, shard_indices
-from posekit.trainer import (build_optimizer, learning_rate, load_optimizer_state, optimizer_state,
+from posekit.codec.heatmap import generate_target
+from posekit.data.loader import EpochBatchSampler, FixedBatchSampler, SeededDataset, collate, shard_indices
+from posekit.training.trainer import (build_optimizer, learning_rate, load_optimizer_state, optimizer_state,
                              resolve_seed)
 
 

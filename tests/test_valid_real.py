@@ -88,7 +88,7 @@ def test_coco_detection_boxes(coco_root, simplenet_weights, tmp_path):
 def test_coco_ground_truth_predictions_give_ap_1(coco_root, tmp_path):
     sys.path.insert(0, os.path.join(ROOT, 'lib'))
     from posekit.config import load_config
-    from posekit.datasets import build_dataset
+    from posekit.data import build_dataset
     cfg = load_config(os.path.join(ROOT, COCO_CFG), ['DATASET.ROOT', str(coco_root),
                                                       'DATASET.TEST_SET', 'val2017',
                                                       'TEST.USE_GT_BBOX', 'True'])

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .config import cfg_name_of
+from posekit.config import cfg_name_of
 
 __all__ = ['run_dirs', 'log_file', 'setup_logging', 'ProgressLine']
 
@@ -29,7 +29,7 @@ def _dataset_dir(cfg):
 
 def run_dirs(cfg, cfg_file, create=True):
     """``(final_output_dir, visualdl_dir, time_str)`` of a run (created on rank 0 if asked)."""
-    from .models import model_tag
+    from posekit.models import model_tag
     cfg_name = cfg_name_of(cfg_file) if cfg_file else 'default'
     rel = os.path.join(_dataset_dir(cfg), model_tag(cfg), cfg_name)
     time_str = time.strftime('%Y-%m-%d-%H-%M')

@@ -18,7 +18,7 @@ import os
 import yaml
 from easydict import EasyDict
 
-from .default import get_defaults
+from posekit.config.default import get_defaults
 
 __all__ = ['ConfigError', 'load_config', 'add_config_arguments', 'config_from_args',
            'save_config', 'config_to_dict', 'cfg_name_of']

@@ -69,7 +69,7 @@ _DEFAULTS = {
         # The Simple Baselines [MS] checkpoints were trained on BGR images normalised with the
         # RGB-ordered ImageNet statistics below; that quirk is reproduced by COLOR_RGB False.
         # HRNet checkpoints expect RGB. The Paddle port [PD] forgot the /255: PIXEL_SCALE 1.0.
-        # Generated data (posekit.synthetic): when ENABLED, train.py and valid.py create the set
+        # Generated data (posekit.data.synthetic): when ENABLED, train.py and valid.py create the set
         # under ROOT on first use (MPII or COCO format after DATASET.DATASET).
         'SYNTHETIC': {
             'ENABLED': False,

@@ -17,7 +17,7 @@ import math
 import paddle
 import paddle.nn as nn
 
-from .layers import (ResNetTrunk, bn, conv1x1, conv3x3, final_conv, init_all_normal, init_head,
+from posekit.models.layers import (ResNetTrunk, bn, conv1x1, conv3x3, final_conv, init_all_normal, init_head,
                      make_deconv_head)
 
 EXTRA_DEFAULTS = {

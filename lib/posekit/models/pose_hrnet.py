@@ -19,7 +19,7 @@ small HRNets use a lighter layer1 (e.g. 1 Bottleneck of planes 32 for W18-small-
 """
 import paddle.nn as nn
 
-from .layers import BasicBlock, Bottleneck, bn, bn_init, conv1x1, conv3x3, final_conv, normal_init, projection
+from posekit.models.layers import BasicBlock, Bottleneck, bn, bn_init, conv1x1, conv3x3, final_conv, normal_init, projection
 
 EXTRA_DEFAULTS = {
     'PRETRAINED_LAYERS': ['*'],

@@ -4,7 +4,7 @@ A torchvision-style ResNet without avgpool/fc, three stride-2 deconvolutions and
 Keys match the [MS] state dicts: ``conv1``, ``bn1``, ``layer{1..4}``, ``deconv_layers.{0,1,3,4,6,7}``,
 ``final_layer``.
 """
-from .layers import BasicBlock, Bottleneck, ResNetTrunk, final_conv, init_head, make_deconv_head
+from posekit.models.layers import BasicBlock, Bottleneck, ResNetTrunk, final_conv, init_head, make_deconv_head
 
 EXTRA_DEFAULTS = {
     'NUM_LAYERS': 50,

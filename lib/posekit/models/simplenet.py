@@ -10,7 +10,7 @@ depthwise 3x3 / BN, project 1x1 / BN), ``deconv_layers.{0,1,3,4,6,7}``, ``final_
 """
 import paddle.nn as nn
 
-from .layers import bn, conv1x1, conv3x3, final_conv, init_head, make_deconv_head
+from posekit.models.layers import bn, conv1x1, conv3x3, final_conv, init_head, make_deconv_head
 
 EXTRA_DEFAULTS = {
     'STEM_CHANNELS': 64,

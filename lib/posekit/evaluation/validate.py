@@ -1,0 +1,253 @@
+"""Validation: run a model over a dataset, decode, and compute the dataset's metric.
+
+:func:`predict_dataset` runs the network (flip test optional) over this process's share of the
+samples and decodes the heatmaps with the shared codec; with several processes the shares are
+gathered and put back in dataset order, so the metric is computed on every sample exactly once
+(the Paddle port evaluated each shard against full-size arrays, REFERENCE_SPEC 10.11).
+:func:`evaluate_predictions` computes MPII PCKh (6.2, writes ``pred.mat``) or COCO keypoint AP
+(6.3, writes ``results/keypoints_<set>_results.json``) on rank 0.
+"""
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+
+import numpy as np
+import paddle
+
+from posekit import distributed as dist
+from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
+from posekit.evaluation.coco_eval import coco_keypoint_results, coco_keypoint_stats, image_id_from_path
+from posekit.codec.heatmap import decode_from_cfg
+from posekit.runtime.model import predict_heatmaps
+from posekit.data.loader import build_eval_loader
+from posekit.evaluation.pckh import evaluate_pckh, format_table, write_pred_mat
+
+__all__ = ['predict_dataset', 'evaluate_predictions', 'validate', 'full_arch_name',
+           'dataset_kind', 'dataset_result', 'load_predictions', 'log_table']
+
+logger = logging.getLogger('posekit')
+
+
+def dataset_kind(cfg):
+    name = str(cfg.DATASET.DATASET).lower()
+    if name.startswith('coco'):
+        return 'coco'
+    if name.startswith('mpii'):
+        return 'mpii'
+    raise ValueError('unknown DATASET.DATASET %r (known: coco, mpii)' % cfg.DATASET.DATASET)
+
+
+def full_arch_name(cfg):
+    """Row label of the result table: ``<H>x<W>_pose_resnet_<L>_d256d256d256`` ([MS] layout) for
+    PoseResNet, ``<H>x<W>_<MODEL.NAME>`` otherwise."""
+    from posekit.models import model_tag
+    w, h = cfg.MODEL.IMAGE_SIZE
+    name = '%dx%d_%s' % (h, w, model_tag(cfg))
+    if cfg.MODEL.NAME == 'pose_resnet':
+        extra = cfg.MODEL.EXTRA
+        name += '_' + ''.join('d%d' % int(c) for c in extra.get('NUM_DECONV_FILTERS', [256] * 3))
+    return name
+
+
+def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_size=None,
+                    workers=None, print_freq=None, progress=None):
+    """Predictions for every sample of ``dataset`` (gathered across processes, dataset order).
+
+    Returns a dict: ``preds`` (N, K, 3) image pixels + confidence, ``boxes`` (N, 6) centre,
+    scale, area, score, ``images`` (N paths), ``loss`` and ``acc`` (averages of the heatmap loss
+    and accuracy over samples; meaningless for detection boxes, REFERENCE_SPEC 10.24), ``count``.
+    """
+    t = cfg.TEST
+    flip_test = bool(t.FLIP_TEST if flip_test is None else flip_test)
+    flip_pairs = dataset.flip_pairs if flip_test else None
+    batch_size = int(batch_size or t.BATCH_SIZE_PER_GPU)
+    workers = int(cfg.WORKERS if workers is None else workers)
+    print_freq = int(print_freq or cfg.PRINT_FREQ)
+    rank, world = dist.rank(), dist.world_size()
+    loader = build_eval_loader(dataset, batch_size, workers, rank, world)
+    n_batches = len(loader)
+
+    was_training = model.training
+    model.eval()
+    losses, accs, batch_time = AverageMeter(), AverageMeter(), AverageMeter()
+    indices, preds, boxes, images = [], [], [], []
+    end = time.time()
+    try:
+        with paddle.no_grad():
+            for i, (inputs, target, target_weight, meta) in enumerate(loader):
+                inputs, target, target_weight, meta = _as_numpy(inputs, target, target_weight, meta)
+                out = predict_heatmaps(model, inputs, flip_pairs, t.SHIFT_HEATMAP)
+                n = inputs.shape[0]
+                if criterion is not None:
+                    loss = criterion(paddle.to_tensor(out), paddle.to_tensor(target),
+                                     paddle.to_tensor(target_weight))
+                    losses.update(float(loss), n)
+                _, avg_acc, cnt, _ = heatmap_accuracy(out, target)
+                accs.update(avg_acc, cnt)
+                c, s = meta['center'], meta['scale']
+                coords, maxvals = decode_from_cfg(out, c, s, cfg)
+                preds.append(np.concatenate([coords, maxvals], axis=2))
+                score = np.asarray(meta['score'], dtype=np.float64).reshape(-1)
+                area = np.prod(s * 200, axis=1)
+                boxes.append(np.column_stack([c[:, 0:2], s[:, 0:2], area, score]))
+                images.extend(meta['image'])
+                indices.extend(int(v) for v in np.asarray(meta['index']).reshape(-1))
+                batch_time.update(time.time() - end)
+                end = time.time()
+                if progress is not None:
+                    progress(i + 1, n_batches)
+                if print_freq and (i % print_freq == 0 or i == n_batches - 1) and dist.is_main():
+                    logger.info('Test: [{0}/{1}]\tTime {bt.val:.3f} ({bt.avg:.3f})\t'
+                                'Loss {loss.val:.4f} ({loss.avg:.4f})\t'
+                                'Accuracy {acc.val:.3f} ({acc.avg:.3f})'.format(
+                                    i, n_batches, bt=batch_time, loss=losses, acc=accs))
+    finally:
+        if was_training:
+            model.train()
+
+    k = int(cfg.MODEL.NUM_JOINTS)
+    part = {
+        'indices': indices,
+        'preds': np.concatenate(preds) if preds else np.zeros((0, k, 3)),
+        'boxes': np.concatenate(boxes) if boxes else np.zeros((0, 6)),
+        'images': images,
+        'loss': (losses.sum, losses.count), 'acc': (accs.sum, accs.count),
+    }
+    parts = dist.all_gather_object(part)
+    order = np.concatenate([np.asarray(p['indices'], dtype=np.int64) for p in parts])
+    if sorted(order.tolist()) != list(range(len(dataset))):
+        raise RuntimeError('validation shards do not cover the dataset exactly once')
+    inv = np.argsort(order, kind='stable')
+    all_images = sum((list(p['images']) for p in parts), [])
+    loss_sum = sum(p['loss'][0] for p in parts)
+    loss_cnt = sum(p['loss'][1] for p in parts)
+    acc_sum = sum(p['acc'][0] for p in parts)
+    acc_cnt = sum(p['acc'][1] for p in parts)
+    return {
+        'preds': np.concatenate([p['preds'] for p in parts])[inv],
+        'boxes': np.concatenate([p['boxes'] for p in parts])[inv],
+        'images': [all_images[j] for j in inv],
+        'loss': loss_sum / loss_cnt if loss_cnt else float('nan'),
+        'acc': acc_sum / acc_cnt if acc_cnt else 0.0,
+        'count': len(order),
+    }
+
+
+def dataset_result(dataset, preds):
+    """A :func:`predict_dataset`-style result for given keypoints ``preds`` (N, K, 2 or 3; image
+    pixels, 0-based, dataset order; confidence 1 when absent) with the dataset's own boxes."""
+    preds = np.asarray(preds, dtype=np.float64)
+    n, k = len(dataset), dataset.num_joints
+    if preds.ndim != 3 or preds.shape[0] != n or preds.shape[1] != k or preds.shape[2] not in (2, 3):
+        raise ValueError('predictions should be %d x %d x 2 (or x 3) for this dataset, got %s'
+                         % (n, k, preds.shape))
+    if preds.shape[2] == 2:
+        preds = np.concatenate([preds, np.ones((n, k, 1))], axis=2)
+    boxes = np.zeros((n, 6))
+    for i, rec in enumerate(dataset.db):
+        c = np.asarray(rec['center'], dtype=np.float64)
+        s = np.asarray(rec['scale'], dtype=np.float64)
+        boxes[i] = [c[0], c[1], s[0], s[1], np.prod(s * 200), rec.get('score', 1)]
+    return {'preds': preds, 'boxes': boxes, 'images': [rec['image'] for rec in dataset.db],
+            'loss': float('nan'), 'acc': float('nan'), 'count': n}
+
+
+def load_predictions(path):
+    """Keypoints saved by another run: an MPII ``pred.mat`` (variable ``preds``, 1-based, as the
+    reference writes it) or a ``.npy``/``.npz`` (``preds``) array in 0-based image pixels."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('predictions file not found: %s' % path)
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == '.mat':
+            from scipy.io import loadmat
+            return np.asarray(loadmat(path)['preds'], dtype=np.float64) - 1.0
+        if ext == '.npz':
+            with np.load(path) as z:
+                return np.asarray(z['preds'], dtype=np.float64)
+        if ext == '.npy':
+            return np.asarray(np.load(path), dtype=np.float64)
+    except (KeyError, ValueError, OSError) as e:
+        raise ValueError('cannot read predictions from %s: %s' % (path, e)) from e
+    raise ValueError('unknown predictions file type %s (expected .mat, .npy or .npz)' % path)
+
+
+def _as_numpy(*values):
+    out = []
+    for v in values:
+        if isinstance(v, dict):
+            out.append({k: _as_numpy(x)[0] for k, x in v.items()})
+        elif isinstance(v, paddle.Tensor):
+            out.append(v.numpy())
+        else:
+            out.append(v)
+    return out
+
+
+def _mpii_gt_file(cfg, dataset):
+    ann = getattr(dataset, 'ann_file', '')
+    if ann:
+        return os.path.join(os.path.dirname(ann), 'gt_%s.mat' % dataset.image_set)
+    return os.path.join(cfg.DATASET.ROOT, 'annot', 'gt_%s.mat' % cfg.DATASET.TEST_SET)
+
+
+def evaluate_predictions(cfg, dataset, result, output_dir):
+    """The dataset's metric for :func:`predict_dataset`'s ``result``; writes the artefacts.
+
+    Returns ``(name_values, perf_indicator)``: MPII PCKh table (+ the true PCKh@0.1 after the
+    reference's Mean@0.1, which is computed at 0.11) and ``Mean``; COCO the ten stats and ``AP``.
+    Test sets (name containing "test") have no ground truth: ``{'Null': 0.0}``, 0.0.
+    """
+    kind = dataset_kind(cfg)
+    image_set = getattr(dataset, 'image_set', cfg.DATASET.TEST_SET)
+    os.makedirs(output_dir, exist_ok=True)
+    if kind == 'mpii':
+        pred_file = write_pred_mat(result['preds'][:, :, 0:2], os.path.join(output_dir, 'pred.mat'))
+        logger.info('=> predictions written to %s', pred_file)
+        if 'test' in image_set:
+            return OrderedDict([('Null', 0.0)]), 0.0
+        name_values = evaluate_pckh(result['preds'][:, :, 0:2], _mpii_gt_file(cfg, dataset),
+                                    with_true_pckh01=True)
+        return name_values, name_values['Mean']
+
+    t = cfg.TEST
+    image_ids = [image_id_from_path(p) for p in result['images']]
+    records = coco_keypoint_results(result['preds'], result['boxes'], image_ids,
+                                    in_vis_thre=t.IN_VIS_THRE, oks_thre=t.OKS_THRE, soft=t.SOFT_NMS)
+    res_dir = os.path.join(output_dir, 'results')
+    os.makedirs(res_dir, exist_ok=True)
+    res_file = os.path.join(res_dir, 'keypoints_%s_results.json' % image_set)
+    tmp = res_file + '.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(records, f)
+    os.replace(tmp, res_file)
+    logger.info('=> Writing results json to %s', res_file)
+    if 'test' in image_set:
+        return OrderedDict([('Null', 0.0)]), 0.0
+    name_values = coco_keypoint_stats(dataset.ann_file, records)
+    return name_values, name_values['AP']
+
+
+def log_table(cfg, name_values):
+    """Log the result table in the reference's markdown layout (REFERENCE_SPEC 8.5)."""
+    for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
+        logger.info(line)
+
+
+def validate(cfg, model, dataset, output_dir, flip_test=None, criterion=None, workers=None,
+             progress=None):
+    """:func:`predict_dataset` then, on rank 0, :func:`evaluate_predictions` and the table.
+
+    Every rank returns ``(name_values, perf, result)`` (rank 0's metric is broadcast).
+    """
+    result = predict_dataset(cfg, model, dataset, flip_test=flip_test, criterion=criterion,
+                             workers=workers, progress=progress)
+    if dist.is_main():
+        name_values, perf = evaluate_predictions(cfg, dataset, result, output_dir)
+        log_table(cfg, name_values)
+    else:
+        name_values, perf = None, None
+    name_values, perf = dist.broadcast_object((name_values, perf))
+    return name_values, perf, result

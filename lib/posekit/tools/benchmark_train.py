@@ -1,0 +1,200 @@
+"""Training-side throughput on this machine: data loading, training steps, validation.
+
+    python pose_estimation/benchmark_train.py            # everything (a few minutes on 2 cores)
+    python pose_estimation/benchmark_train.py --only data --num-images 64
+
+Prints markdown tables (the README keeps the latest run):
+
+* data loader: MPII-sized JPEGs (1280x720, generated once into ``--data-root``) through the full
+  training sample procedure (decode, augmentation, affine crop, normalisation, target heatmaps),
+  in this process and with 1 and 2 ``paddle.io.DataLoader`` workers; samples/s in total and per
+  worker (the SimplePose authors report 40 samples/s per CPU process);
+* training: samples/s of forward + backward + Adam step per model (data excluded);
+* validation: samples/s of predict + decode with and without flip test (data included).
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+
+MODELS = [
+    # label, experiment, batch
+    ('SimpleNet', 'experiments/mpii/mobile/256x256_d256x3_adam_lr1e-3.yaml'),
+    ('LPN-50', 'experiments/coco/lpn/lpn50_256x192_gd256x2_gc.yaml'),
+    ('PoseResNet-50', 'experiments/mpii/resnet50/256x256_d256x3_adam_lr1e-3.yaml'),
+    ('HRNet-W32', 'experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml'),
+    ('HRNet-W18-small-v2', 'experiments/coco/hrnet/w18_small_v2_256x192_adam_lr1e-3.yaml'),
+]
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--only', choices=['data', 'train', 'valid'], action='append',
+                   help='run only these parts (repeatable)')
+    p.add_argument('--data-root', default=os.path.join(tempfile.gettempdir(),
+                                                       'posekit_bench_mpii_1280x720'),
+                   help='where the MPII-sized benchmark images are generated (reused)')
+    p.add_argument('--num-images', type=int, default=96)
+    p.add_argument('--batch', type=int, default=8, help='training batch')
+    p.add_argument('--iters', type=int, default=4, help='timed training iterations per model')
+    p.add_argument('--models', default=','.join(m[0] for m in MODELS),
+                   help='comma-separated labels of: ' + ', '.join(m[0] for m in MODELS))
+    return p.parse_args(argv)
+
+
+def mpii_cfg(root, extra=()):
+    from posekit.config import load_config
+    return load_config(os.path.join(ROOT, 'experiments/mpii/mobile/256x256_d256x3_adam_lr1e-3.yaml'),
+                       ['DATASET.ROOT', root, 'DATASET.TEST_SET', 'valid'] + list(extra))
+
+
+def bench_data(args):
+    import numpy as np
+    from posekit.data import build_dataset
+    from posekit.data.loader import build_loader
+    from posekit.data.synthetic import ensure_synthetic
+    ensure_synthetic(args.data_root, 'mpii', num_train=args.num_images, num_valid=8, seed=0,
+                     image_size=(1280, 720), max_people=2)
+    cfg = mpii_cfg(args.data_root)
+    ds = build_dataset(cfg, is_train=True, rng=np.random.default_rng(0))
+    n = len(ds)
+    rows = []
+    ds[0]
+    t0 = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    dt = time.perf_counter() - t0
+    rows.append(('in-process (0 workers)', 1, n / dt, n / dt))
+    for workers in (1, 2):
+        loader, seeded, sampler = build_loader(ds, 16, shuffle=True, workers=workers, seed=0)
+        count = 0
+        t0 = time.perf_counter()
+        for inputs, _, _, _ in loader:
+            count += inputs.shape[0]
+        dt = time.perf_counter() - t0
+        rows.append(('paddle.io.DataLoader, %d worker%s' % (workers, 's' if workers > 1 else ''),
+                     workers, count / dt, count / dt / workers))
+    print('\n### Data loader (%d MPII-sized 1280x720 JPEGs, 256x256 training samples with '
+          'augmentation and targets)\n' % n)
+    print('| loader | processes | samples/s | samples/s per process |')
+    print('|---|---|---|---|')
+    for name, procs, total, per in rows:
+        print('| %s | %d | %.1f | %.1f |' % (name, procs, total, per))
+    sys.stdout.flush()
+
+
+def _selected(args):
+    wanted = [s.strip() for s in args.models.split(',') if s.strip()]
+    known = {m[0]: m for m in MODELS}
+    bad = [w for w in wanted if w not in known]
+    if bad:
+        raise SystemExit('benchmark_train: error: unknown model %s (known: %s)'
+                         % (', '.join(bad), ', '.join(known)))
+    return [known[w] for w in wanted]
+
+
+def bench_train(args):
+    import numpy as np
+    import paddle
+    from posekit.config import load_config
+    from posekit.training.loss import build_loss
+    from posekit.models import build_model
+    from posekit.training.trainer import build_optimizer
+    rows = []
+    for label, exp in _selected(args):
+        # no ImageNet file needed: the speed does not depend on the initial weights
+        cfg = load_config(os.path.join(ROOT, exp), ['MODEL.INIT_WEIGHTS', 'False'])
+        paddle.seed(0)
+        model = build_model(cfg, is_train=True)
+        model.train()
+        opt = build_optimizer(cfg, model)
+        crit = build_loss(cfg)
+        w, h = cfg.MODEL.IMAGE_SIZE
+        hw, hh = cfg.MODEL.HEATMAP_SIZE
+        k = cfg.MODEL.NUM_JOINTS
+        rng = np.random.default_rng(0)
+        x = paddle.to_tensor(rng.standard_normal((args.batch, 3, h, w)).astype('float32'))
+        y = paddle.to_tensor(rng.random((args.batch, k, hh, hw)).astype('float32'))
+        tw = paddle.ones([args.batch, k, 1])
+        times = []
+        for it in range(args.iters + 1):
+            t0 = time.perf_counter()
+            loss = crit(model(x), y, tw)
+            loss.backward()
+            opt.step()
+            opt.clear_grad()
+            float(loss)
+            if it:  # the first iteration warms up
+                times.append(time.perf_counter() - t0)
+        med = float(np.median(times))
+        rows.append((label, '%dx%d' % (w, h), args.batch, args.batch / med, med * 1000))
+        print('  %s: %.2f samples/s' % (label, args.batch / med), file=sys.stderr)
+    # Paddle sets OMP_NUM_THREADS to 1 at import when it is unset: dygraph uses one core per
+    # process (train with two processes to use two cores, see the README)
+    print('\n### Training step (one process, OMP_NUM_THREADS=%s: forward + backward + Adam, '
+          'batch %d, median of %d)\n' % (os.environ.get('OMP_NUM_THREADS', '?'), args.batch,
+                                           args.iters))
+    print('| model | input WxH | batch | samples/s | ms/iteration |')
+    print('|---|---|---|---|---|')
+    for label, size, b, sps, ms in rows:
+        print('| %s | %s | %d | %.2f | %.0f |' % (label, size, b, sps, ms))
+    sys.stdout.flush()
+
+
+def bench_valid(args):
+    import paddle
+    from posekit.data import build_dataset
+    from posekit.evaluation.validate import predict_dataset
+    from posekit.models import build_model
+    from posekit.data.synthetic import ensure_synthetic
+    ensure_synthetic(args.data_root, 'mpii', num_train=args.num_images, num_valid=8, seed=0,
+                     image_size=(1280, 720), max_people=2)
+    rows = []
+    for label, exp in _selected(args):
+        if not exp.startswith('experiments/mpii'):
+            continue
+        cfg = mpii_cfg(args.data_root)
+        if 'resnet' in exp:
+            from posekit.config import load_config
+            cfg = load_config(os.path.join(ROOT, exp), ['DATASET.ROOT', args.data_root])
+        paddle.seed(0)
+        model = build_model(cfg)
+        ds = build_dataset(cfg, is_train=False)
+        # validation reads the training images too: more samples for a steadier number
+        ds.db = (ds.db * 8)[:64]
+        for flip in (False, True):
+            predict_dataset(cfg, model, ds, flip_test=flip, workers=1, batch_size=16,
+                            print_freq=10 ** 9)
+            t0 = time.perf_counter()
+            res = predict_dataset(cfg, model, ds, flip_test=flip, workers=1, batch_size=16,
+                                  print_freq=10 ** 9)
+            dt = time.perf_counter() - t0
+            rows.append((label, 'on' if flip else 'off', res['count'] / dt))
+    print('\n### Validation (MPII 256x256, batch 16, 1 loader worker, data + predict + decode)\n')
+    print('| model | flip test | samples/s |')
+    print('|---|---|---|')
+    for label, flip, sps in rows:
+        print('| %s | %s | %.1f |' % (label, flip, sps))
+    sys.stdout.flush()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import logging
+    logging.getLogger('posekit').setLevel(logging.WARNING)
+    parts = args.only or ['data', 'train', 'valid']
+    print('CPU: %d logical cores' % os.cpu_count())
+    if 'data' in parts:
+        bench_data(args)
+    if 'train' in parts:
+        bench_train(args)
+    if 'valid' in parts:
+        bench_valid(args)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Train a pose model: ``python pose_estimation/train.py --cfg FILE [options] [KEY VALUE ...]``.
+
+One process per device; several with ``python -m paddle.distributed.launch`` (GPUs, or CPU
+processes with gloo), where ``TRAIN.BATCH_SIZE_PER_GPU`` is each process's batch. Outputs go to
+``OUTPUT_DIR/<dataset>/<model>/<cfg name>/`` (checkpoint.pdckpt, model_best.pdparams,
+final_state.pdparams, config.yaml, the text log) and VisualDL scalars to ``LOG_DIR/...``.
+``--resume`` continues from ``checkpoint.pdckpt`` exactly where the last finished epoch ended.
+"""
+import argparse
+import sys
+
+
+
+def parse_args(argv=None):
+    from posekit.config import add_config_arguments
+    parser = argparse.ArgumentParser(
+        description='Train a top-down heatmap pose model (validation every epoch).')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from the run\'s checkpoint.pdckpt')
+    parser.add_argument('--resume-from', default=None, metavar='CHECKPOINT',
+                        help='continue from this checkpoint.pdckpt instead')
+    parser.add_argument('--seed', type=int, default=None,
+                        help='seed for weights, sample order and augmentation (sets SEED)')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='data loader worker processes per process (sets WORKERS)')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar on the terminal (log lines only)')
+    add_config_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from posekit import distributed as dist
+    from posekit.config import config_from_args
+    from posekit.outputs import log_file, run_dirs, setup_logging
+    from posekit.checkpoint import CheckpointError
+    from posekit.config import ConfigError
+    from posekit.data.synthetic import SyntheticError
+    from posekit.data import DatasetError, prepare_synthetic
+    from posekit.training.trainer import TrainingDiverged
+
+    try:
+        if args.seed is not None:
+            args.opts = list(args.opts) + ['SEED', str(args.seed)]
+        if args.workers is not None:
+            args.opts = list(args.opts) + ['WORKERS', str(args.workers)]
+        cfg = config_from_args(args)
+        dist.init()
+        rank = dist.rank()
+        out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
+        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'),
+                               rank=rank)
+        logger.info('=> %s', ' '.join(sys.argv))
+        prepare_synthetic(cfg)
+        from posekit.training.trainer import Trainer
+        trainer = Trainer(cfg, args.cfg, resume=args.resume_from or (True if args.resume else None), progress=not args.no_progress)
+        result = trainer.fit()
+    except KeyboardInterrupt:
+        print('train: interrupted; the last finished epoch is in checkpoint.pdckpt '
+              '(continue with --resume)', file=sys.stderr)
+        return 130
+    except (ConfigError, DatasetError, CheckpointError, TrainingDiverged, FileNotFoundError,
+            PermissionError, SyntheticError) as e:
+        # bad config, data or checkpoint, or a diverged loss: the message says it all
+        print('train: error: %s' % e, file=sys.stderr)
+        return 1
+    if rank == 0:
+        logger.info('=> done: best %.4f at epoch %d; weights in %s', result['best_perf'],
+                    result['best_epoch'], result['output_dir'])
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import require_fixtures
 from posekit.config import load_config
-from posekit.codec.heatmap import (dark_kernel_size, dark_refine, decode_from_cfg, generate_target,
+from posekit.codec import TopDownHeatmapCodec
+from posekit.codec.heatmap import (dark_kernel_size, dark_refine, generate_target,
                              get_final_preds, get_max_preds, quarter_offset)
 from posekit.codec.transforms import transform_preds
 
@@ -191,6 +192,11 @@ def test_bad_kernel_is_rejected():
         dark_refine(maps, get_max_preds(maps)[0], 10)
 
 
+def decode_from_cfg(maps, center, scale, cfg):
+    """The codec object built from a config, as validation builds it."""
+    return TopDownHeatmapCodec.from_cfg(cfg, ()).decode(maps, center, scale)
+
+
 def test_soft_argmax_and_dark_are_exclusive():
     maps, center, scale = random_maps()
     with pytest.raises(ValueError, match='exclusive'):
@@ -200,7 +206,7 @@ def test_soft_argmax_and_dark_are_exclusive():
         decode_from_cfg(maps, center, scale, cfg)
 
 
-def test_decode_from_cfg_honours_test_dark():
+def test_codec_from_cfg_honours_test_dark():
     maps, center, scale = random_maps()
     default = get_final_preds(maps, center, scale)[0]
     off = decode_from_cfg(maps, center, scale, load_config(None))[0]

@@ -3,7 +3,8 @@
 Framework-free numpy, used by every entry point. Each function reproduces the reference
 behaviour named in its docstring (REFERENCE_SPEC sections 2.5, 4.5, 7.1-7.3).
 
-Decoding options of :func:`get_final_preds` (``TEST.*`` keys, see :func:`decode_from_cfg`):
+Decoding options of :func:`get_final_preds` (``TEST.*`` keys, carried by
+:class:`posekit.codec.TopDownHeatmapCodec`):
 argmax with the reference quarter-pixel step (``POST_PROCESS``, the default), [LPN] soft-argmax
 (``SOFT_ARGMAX``), or DARK (``DARK``, off by default; not in any reference repository): the
 distribution-aware sub-pixel refinement of Zhang et al., CVPR 2020, see :func:`dark_refine`.
@@ -232,17 +233,6 @@ def get_final_preds(heatmaps, center, scale, post_process=True, soft_argmax_beta
     if bias:
         preds = preds - bias
     return preds, maxvals
-
-
-def decode_from_cfg(heatmaps, center, scale, cfg):
-    """:func:`get_final_preds` with the options of ``cfg.TEST`` (``POST_PROCESS``,
-    ``SOFT_ARGMAX``, ``BIAS``, ``DARK``); the DARK kernel follows ``MODEL.SIGMA``
-    (:func:`dark_kernel_size`)."""
-    t = cfg.TEST
-    return get_final_preds(heatmaps, center, scale, post_process=t.POST_PROCESS,
-                           soft_argmax_beta=SOFT_ARGMAX_BETA if t.SOFT_ARGMAX else None,
-                           bias=t.BIAS, dark=bool(t.DARK),
-                           dark_kernel=dark_kernel_size(cfg.MODEL.SIGMA))
 
 
 def flip_back(heatmaps, flip_pairs):

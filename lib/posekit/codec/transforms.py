@@ -120,8 +120,3 @@ def normalize(image_bgr, color_rgb=False, pixel_scale=255.0, mean=(0.485, 0.456,
     img = img.astype(np.float32) / np.float32(pixel_scale)
     img = (img - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(np.moveaxis(img, -1, -3))
-
-
-def normalize_from_cfg(image_bgr, cfg):
-    d = cfg.DATASET
-    return normalize(image_bgr, d.COLOR_RGB, d.PIXEL_SCALE, d.MEAN, d.STD)

@@ -1,24 +1,33 @@
 """The deploy config: everything needed to run an exported model without the training yaml.
 
-``export.py`` writes it beside the exported model (``deploy_config.json``); ``deploy.py`` reads it;
-``infer.py`` builds the same object from the training config, so both entry points feed the
-network and decode its heatmaps through one description (input size, channel order and
-normalisation, heatmap size, joint names, flip pairs, skeleton and decode options).
+It is the serialised input spec + codec (:mod:`posekit.codec`) + the joints (names, skeleton),
+plus the model's name and the tensor names. ``export.py`` writes it beside the exported model
+(``deploy_config.json``); ``deploy.py`` reads it; ``infer.py`` builds the same object from the
+training config, so every entry point feeds the network and decodes its outputs through the
+same two objects.
+
+Version 2 (this one) nests ``input`` and ``codec``; folders written by version 1 (flat fields,
+posekit 0.1) still load: :meth:`DeployConfig.from_dict` converts them.
 """
 import json
 import os
 
-from posekit.codec.heatmap import dark_kernel_size
-from posekit.data.joints import joint_info
+from posekit.codec import codec_from_dict, input_spec_from_dict
+from posekit.errors import PosekitInputError
 
 __all__ = ['DeployConfig', 'DeployConfigError', 'DEPLOY_CONFIG_NAME', 'deploy_config_path']
 
 DEPLOY_CONFIG_NAME = 'deploy_config.json'
 FORMAT = 'posekit-deploy'
-VERSION = 1
+VERSION = 2
+
+# Version 1 kept every parameter flat; these went to the input spec and the codec.
+_V1_INPUT = ('input_size', 'color_rgb', 'pixel_scale', 'mean', 'std')
+_V1_CODEC = ('input_size', 'heatmap_size', 'flip_pairs', 'post_process', 'shift_heatmap',
+             'soft_argmax', 'bias', 'dark', 'dark_kernel')
 
 
-class DeployConfigError(ValueError):
+class DeployConfigError(PosekitInputError):
     """A deploy config that is missing, unreadable or inconsistent."""
 
 
@@ -33,92 +42,99 @@ def _pairs(value):
 
 
 class DeployConfig:
-    """Input/output description of a top-down heatmap model.
+    """A model's input spec, codec and joints (0-based indices in ``skeleton``).
 
-    Sizes are ``[W, H]``; ``flip_pairs`` and ``skeleton`` hold 0-based joint indices.
+    ``flip_test`` is the default of the predictor (``TEST.FLIP_TEST`` at export).
     """
-    FIELDS = ('model', 'input_name', 'output_name', 'input_size', 'heatmap_size', 'color_rgb',
-              'pixel_scale', 'mean', 'std', 'dataset', 'joint_names', 'flip_pairs', 'skeleton',
-              'post_process', 'shift_heatmap', 'soft_argmax', 'bias', 'dark', 'dark_kernel',
-              'flip_test')
 
-    def __init__(self, model, input_size, heatmap_size, joint_names, flip_pairs, skeleton,
-                 color_rgb=False, pixel_scale=255.0, mean=(0.485, 0.456, 0.406),
-                 std=(0.229, 0.224, 0.225), dataset='', post_process=True, shift_heatmap=True,
-                 soft_argmax=False, bias=0.0, dark=False, dark_kernel=11, flip_test=False,
-                 input_name='image',
-                 output_name='heatmaps'):
+    def __init__(self, model, input_spec, codec, joint_names, skeleton, dataset='',
+                 flip_test=False, input_name='image', output_name='heatmaps'):
         self.model = str(model)
+        self.input_spec = input_spec
+        self.codec = codec
+        self.joint_names = [str(v) for v in joint_names]
+        self.skeleton = _pairs(skeleton)
+        self.dataset = str(dataset)
+        self.flip_test = bool(flip_test)
         self.input_name = str(input_name)
         self.output_name = str(output_name)
-        self.input_size = [int(v) for v in input_size]
-        self.heatmap_size = [int(v) for v in heatmap_size]
-        self.color_rgb = bool(color_rgb)
-        self.pixel_scale = float(pixel_scale)
-        self.mean = [float(v) for v in mean]
-        self.std = [float(v) for v in std]
-        self.dataset = str(dataset)
-        self.joint_names = [str(v) for v in joint_names]
-        self.flip_pairs = _pairs(flip_pairs)
-        self.skeleton = _pairs(skeleton)
-        self.post_process = bool(post_process)
-        self.shift_heatmap = bool(shift_heatmap)
-        self.soft_argmax = bool(soft_argmax)
-        self.bias = float(bias)
-        self.dark = bool(dark)
-        self.dark_kernel = int(dark_kernel)  # DARK's blur kernel, from the training sigma
-        self.flip_test = bool(flip_test)
         self._check()
 
     def _check(self):
         k = self.num_joints
         problems = []
-        if len(self.input_size) != 2 or min(self.input_size) <= 0:
-            problems.append('input_size must be [W, H] > 0, got %s' % self.input_size)
-        if len(self.heatmap_size) != 2 or min(self.heatmap_size) <= 0:
-            problems.append('heatmap_size must be [W, H] > 0, got %s' % self.heatmap_size)
-        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            problems.append('mean and std need 3 values (std > 0)')
-        if self.dark_kernel < 1 or self.dark_kernel % 2 == 0:
-            problems.append('dark_kernel must be odd and positive, got %d' % self.dark_kernel)
-        if self.pixel_scale <= 0:
-            problems.append('pixel_scale must be > 0')
         if k == 0:
             problems.append('joint_names is empty')
-        for name, pairs in (('flip_pairs', self.flip_pairs), ('skeleton', self.skeleton)):
+        for name, pairs in (('flip_pairs', self.codec.flip_pairs), ('skeleton', self.skeleton)):
             if any(not (0 <= a < k and 0 <= b < k) for a, b in pairs):
                 problems.append('%s has a joint index outside 0..%d' % (name, k - 1))
+        if list(self.input_spec.input_size) != list(self.codec.input_size):
+            problems.append('the input spec (%s) and the codec (%s) disagree on the input size'
+                            % (self.input_spec.input_size, self.codec.input_size))
         if problems:
             raise DeployConfigError('invalid deploy config: ' + '; '.join(problems))
 
+    # -- what callers read --------------------------------------------------------------------
     @property
     def num_joints(self):
         return len(self.joint_names)
 
     @property
-    def aspect_ratio(self):
-        return self.input_size[0] / float(self.input_size[1])
+    def input_size(self):
+        return self.input_spec.input_size
 
+    @property
+    def heatmap_size(self):
+        return self.codec.heatmap_size
+
+    @property
+    def flip_pairs(self):
+        return self.codec.flip_pairs
+
+    @property
+    def aspect_ratio(self):
+        return self.input_spec.aspect_ratio
+
+    def with_input_size(self, width, height):
+        """This config for another input size [W, H] (a model exported with a dynamic size);
+        the heatmaps keep their stride."""
+        try:
+            spec = self.input_spec.with_input_size([width, height])
+            codec = self.codec.with_input_size([width, height])
+        except ValueError as e:
+            raise DeployConfigError(str(e)) from e
+        return DeployConfig(self.model, spec, codec, self.joint_names, self.skeleton,
+                            self.dataset, self.flip_test, self.input_name, self.output_name)
+
+    # -- forms --------------------------------------------------------------------------------
     @classmethod
     def from_cfg(cls, cfg, model=None):
         """From a resolved training/validation config (``posekit.config.load_config``)."""
-        if model is None:
-            from posekit.models import model_tag
-            model = model_tag(cfg)
-        info = joint_info(int(cfg.MODEL.NUM_JOINTS), cfg.DATASET.DATASET)
-        d, t = cfg.DATASET, cfg.TEST
-        return cls(model=model, input_size=cfg.MODEL.IMAGE_SIZE, heatmap_size=cfg.MODEL.HEATMAP_SIZE,
-                   joint_names=info['joints'], flip_pairs=info['flip_pairs'],
-                   skeleton=info['skeleton'], color_rgb=d.COLOR_RGB, pixel_scale=d.PIXEL_SCALE,
-                   mean=d.MEAN, std=d.STD, dataset=d.DATASET, post_process=t.POST_PROCESS,
-                   shift_heatmap=t.SHIFT_HEATMAP, soft_argmax=t.SOFT_ARGMAX, bias=t.BIAS,
-                   dark=t.DARK, dark_kernel=dark_kernel_size(cfg.MODEL.SIGMA),
-                   flip_test=t.FLIP_TEST)
+        from posekit.codec import InputSpec, TopDownHeatmapCodec
+        from posekit.data.descriptors import dataset_info
+        from posekit.models import model_tag
+        info = dataset_info(cfg.DATASET.DATASET, num_joints=int(cfg.MODEL.NUM_JOINTS))
+        return cls(model=model_tag(cfg) if model is None else model,
+                   input_spec=InputSpec.from_cfg(cfg),
+                   codec=TopDownHeatmapCodec.from_cfg(cfg, info.flip_pairs),
+                   joint_names=info.joint_names, skeleton=info.skeleton,
+                   dataset=cfg.DATASET.DATASET, flip_test=cfg.TEST.FLIP_TEST)
 
     def to_dict(self):
-        out = {'format': FORMAT, 'version': VERSION}
-        out.update({f: getattr(self, f) for f in self.FIELDS})
-        out['num_joints'] = self.num_joints
+        return {'format': FORMAT, 'version': VERSION, 'model': self.model,
+                'input_name': self.input_name, 'output_name': self.output_name,
+                'dataset': self.dataset, 'joint_names': list(self.joint_names),
+                'num_joints': self.num_joints, 'skeleton': [list(p) for p in self.skeleton],
+                'flip_test': self.flip_test, 'input': self.input_spec.to_dict(),
+                'codec': self.codec.to_dict()}
+
+    @staticmethod
+    def _upgrade_v1(data):
+        """A version-1 dict (flat fields) in the version-2 layout."""
+        out = {k: data[k] for k in ('model', 'input_name', 'output_name', 'dataset',
+                                    'joint_names', 'skeleton', 'flip_test') if k in data}
+        out['input'] = dict({k: data[k] for k in _V1_INPUT if k in data}, type='topdown_crop')
+        out['codec'] = dict({k: data[k] for k in _V1_CODEC if k in data}, type='topdown_heatmap')
         return out
 
     @classmethod
@@ -126,19 +142,35 @@ class DeployConfig:
         if not isinstance(data, dict) or data.get('format') != FORMAT:
             raise DeployConfigError('%s is not a posekit deploy config (no "format": "%s")'
                                     % (source, FORMAT))
-        if int(data.get('version', 0)) > VERSION:
-            raise DeployConfigError('%s has deploy config version %s; this posekit reads up to %d'
-                                    % (source, data.get('version'), VERSION))
-        required = ('model', 'input_size', 'heatmap_size', 'joint_names', 'flip_pairs', 'skeleton')
-        missing = [f for f in required if f not in data]
-        if missing:
-            raise DeployConfigError('%s lacks %s' % (source, ', '.join(missing)))
-        kwargs = {f: data[f] for f in cls.FIELDS if f in data}
         try:
-            return cls(**kwargs)
+            version = int(data.get('version', 0))
+        except (TypeError, ValueError):
+            version = -1
+        if version > VERSION or version < 1:
+            raise DeployConfigError('%s has deploy config version %s; this posekit reads 1 to '
+                                    '%d: re-export the model with export.py'
+                                    % (source, data.get('version'), VERSION))
+        if version == 1:
+            required = ('model', 'input_size', 'heatmap_size', 'joint_names', 'flip_pairs',
+                        'skeleton')
+            missing = [f for f in required if f not in data]
+            if missing:
+                raise DeployConfigError('%s lacks %s; re-export the model with export.py'
+                                        % (source, ', '.join(missing)))
+            data = cls._upgrade_v1(data)
+        missing = [f for f in ('model', 'input', 'codec', 'joint_names', 'skeleton')
+                   if f not in data]
+        if missing:
+            raise DeployConfigError('%s lacks %s; re-export the model with export.py'
+                                    % (source, ', '.join(missing)))
+        try:
+            kwargs = {k: data[k] for k in ('model', 'joint_names', 'skeleton', 'dataset',
+                                           'flip_test', 'input_name', 'output_name') if k in data}
+            return cls(input_spec=input_spec_from_dict(data['input']),
+                       codec=codec_from_dict(data['codec']), **kwargs)
         except DeployConfigError as e:
             raise DeployConfigError('%s: %s' % (source, e)) from e
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, KeyError) as e:
             raise DeployConfigError('%s has a malformed value: %s' % (source, e)) from e
 
     def save(self, path):

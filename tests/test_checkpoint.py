@@ -128,7 +128,7 @@ def test_round_trip_reference_layouts(kind, fmt, reference_state, model, tmp_pat
 @pytest.mark.parametrize('fmt', ['zip', 'legacy'])
 def test_round_trip_without_torch(fmt, reference_state, model, tmp_path, monkeypatch):
     path = torch_save(wrap('ms_checkpoint', to_torch(reference_state)), tmp_path / 'c.pth.tar', fmt)
-    monkeypatch.setattr(ckpt, '_import_torch', lambda: None)
+    monkeypatch.setattr(ckpt.torch_reader, '_import_torch', lambda: None)
     info = load_checkpoint(model, path)
     assert info.reader == 'python'
     assert_model_holds(model, reference_state)
@@ -253,7 +253,7 @@ def test_readers_never_execute_pickled_code(fmt, tmp_path, monkeypatch):
     for use_torch in (None, False):
         with pytest.raises(CheckpointFormatError):
             read_torch_file(path, use_torch=use_torch)
-    monkeypatch.setattr(ckpt, '_import_torch', lambda: None)
+    monkeypatch.setattr(ckpt.torch_reader, '_import_torch', lambda: None)
     with pytest.raises(CheckpointFormatError, match='pip install torch') as err:
         read_torch_file(path)
     assert 'posix.system' in str(err.value) or 'os.system' in str(err.value)

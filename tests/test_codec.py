@@ -5,7 +5,7 @@ import pytest
 
 from conftest import require_fixtures
 from posekit.codec.heatmap import (flip_back, fuse_flip, generate_target, get_final_preds, get_max_preds)
-from posekit.data.joints import joint_info
+from posekit.data.descriptors import DATASETS
 from posekit.codec.transforms import (affine_points, box_to_center_scale, crop, get_affine_transform,
                                 normalize, transform_preds)
 
@@ -60,7 +60,7 @@ def test_flip_back_matches_reference_and_keeps_input(ds):
     out = flip_back(x, d[ds + '_flip_pairs'])
     np.testing.assert_array_equal(out, d[ds + '_out'])
     np.testing.assert_array_equal(x, d[ds + '_in'])  # unlike the reference, no side effect
-    assert [list(p) for p in d[ds + '_flip_pairs']] == joint_info(17 if ds == 'coco' else 16)['flip_pairs']
+    assert [list(p) for p in d[ds + '_flip_pairs']] == [list(p) for p in DATASETS[ds].flip_pairs]
 
 
 def test_encode_then_decode_round_trip():

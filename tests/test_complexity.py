@@ -17,9 +17,9 @@ import paddle.nn as nn
 import pytest
 
 from conftest import FIXTURES, ROOT, require_fixtures
-from posekit.models.complexity import count_complexity, model_label
+from posekit.models.complexity import count_complexity
 from posekit.config import load_config
-from posekit.models import build_model
+from posekit.models import build_model, model_label
 
 # ---------------------------------------------------------------------------------------------
 # (a) hand-checked tiny networks

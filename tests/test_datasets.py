@@ -11,6 +11,7 @@ from conftest import require_fixtures
 from posekit.config import load_config
 from posekit.data import (COCODataset, DatasetError, MPIIDataset, load_coco_det_records,
                               load_coco_gt_records, load_mpii_records, read_image)
+from posekit.io import ImageReadError
 
 COCO_YAML = 'experiments/coco/resnet50/256x192_d256x3_adam_lr1e-3.yaml'
 MPII_YAML = 'experiments/mpii/resnet50/256x256_d256x3_adam_lr1e-3.yaml'
@@ -230,7 +231,7 @@ def test_unreadable_image_names_file(repo_root, real, tmp_path):
     ds = MPIIDataset(mpii_cfg(repo_root), ann_file=str(ann), image_dir=str(tmp_path))
     with pytest.raises(DatasetError, match=entries[0]['image']):
         ds[0]
-    with pytest.raises(DatasetError, match='not found'):
+    with pytest.raises(ImageReadError, match='not found'):  # the one reader, posekit.io
         read_image(str(tmp_path / 'nope.jpg'))
 
 

@@ -18,7 +18,8 @@ from conftest import ROOT, require_fixtures
 from posekit.config import load_config
 from posekit.inference.deploy_config import DEPLOY_CONFIG_NAME, DeployConfig
 from posekit.export.exporter import (CONFIG_NAME, ONNX_NAME, PARITY_TOL, ExportError, ParityError,
-                            default_output_dir, export_model, tidy_onnx)
+                                     default_output_dir, export_model)
+from posekit.export.onnx_model import tidy_onnx
 from posekit.models import build_model
 from posekit.runtime import (DygraphRunner, ModelLoadError, OnnxRunner, PaddleInferenceRunner,
                              build_runner, check_io, paddle_model_files)

@@ -189,7 +189,8 @@ def test_deploy_bad_inputs(work, exported, tmp_path):
     other.mkdir()
     (other / 'model.onnx').write_bytes((exported / 'model.onnx').read_bytes())
     cfg = json.loads((exported / 'deploy_config.json').read_text())
-    cfg['input_size'], cfg['heatmap_size'] = [288, 384], [72, 96]
+    cfg['input']['input_size'] = cfg['codec']['input_size'] = [288, 384]
+    cfg['codec']['heatmap_size'] = [72, 96]
     (other / 'deploy_config.json').write_text(json.dumps(cfg))
     dets = tmp_path / 'dets.json'
     dets.write_text(json.dumps([{'image_id': 1, 'category_id': 1, 'bbox': [1, 2, 3, 4],
@@ -218,3 +219,113 @@ def test_infer_bad_inputs(work, tmp_path):
     err = assert_one_line_error(run('infer.py', *common, '--img-file', work['image'],
                                     '--box', '-300', '10', '100', '100'))
     assert 'entirely outside' in err
+
+
+# -- one application behind both front ends (posekit.inference.app) ---------------------------
+
+def write_clip(path, frame, n=3, fps=10):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                             (frame.shape[1], frame.shape[0]))
+    for i in range(n):
+        writer.write(np.roll(frame, 4 * i, axis=1))
+    writer.release()
+    return str(path)
+
+
+def test_deploy_runs_without_paddle(work, exported, tmp_path):
+    """The ONNX deploy path imports no Paddle: with ``import paddle`` failing it still works."""
+    blocker = tmp_path / 'no_paddle'
+    (blocker / 'paddle').mkdir(parents=True)
+    (blocker / 'paddle' / '__init__.py').write_text(
+        "raise ImportError('paddle is not installed here (test_deploy_runs_without_paddle)')\n")
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join([str(blocker)] + [p for p in [env.get('PYTHONPATH')] if p])
+    probe = subprocess.run([sys.executable, '-c', 'import paddle'], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert probe.returncode != 0 and 'not installed here' in probe.stderr   # the block works
+    out = tmp_path / 'out'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'pose_estimation', 'deploy.py'),
+                           '--model', str(exported / 'model.onnx'), '--img', work['image'],
+                           *box_args(BOXES), '--flip-test', '--threads', '1', '--output', str(out)],
+                          env=env, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isfile(out / 'two_figures_pose.jpg')
+    ref, _ = keypoints_of(work['infer_out'] / 'two_figures_keypoints.json')
+    got, data = keypoints_of(out / 'two_figures_keypoints.json')
+    assert data['runtime'] == 'onnxruntime'
+    assert np.abs(got[..., :2] - ref[..., :2]).max() < 0.5
+
+
+def test_both_spellings_of_the_image_option(work, exported, tmp_path):
+    """--img and --img-file are one option on both tools."""
+    proc = run('infer.py', '--cfg', CFG, '--model-file', work['weights'], '--img', work['image'],
+               *box_args(BOXES), '--flip-test', '--output', str(tmp_path / 'infer'))
+    assert proc.returncode == 0, proc.stderr
+    proc = run('deploy.py', '--model', str(exported / 'model.onnx'), '--img-file', work['image'],
+               *box_args(BOXES), '--flip-test', '--output', str(tmp_path / 'deploy'))
+    assert proc.returncode == 0, proc.stderr
+    ref, _ = keypoints_of(work['infer_out'] / 'two_figures_keypoints.json')
+    for tool in ('infer', 'deploy'):
+        got, _ = keypoints_of(tmp_path / tool / 'two_figures_keypoints.json')
+        assert np.abs(got[..., :2] - ref[..., :2]).max() < 0.5, tool
+
+
+def test_deploy_folder_skips_a_bad_image(work, exported, tmp_path):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    picture = cv2.imread(work['image'])
+    for name in ('a.png', 'b.jpg'):
+        cv2.imwrite(str(folder / name), picture)
+    (folder / 'broken.jpg').write_text('not an image')
+    (folder / 'notes.txt').write_text('not listed: not an image extension')
+    out = tmp_path / 'out'
+    proc = run('deploy.py', '--model', str(exported / 'model.onnx'), '--img-dir', str(folder),
+               *box_args(BOXES), '--output', str(out))
+    assert proc.returncode == 0, proc.stderr
+    warnings_ = proc.stderr.strip().splitlines()
+    assert len(warnings_) == 1 and 'warning' in warnings_[0], proc.stderr
+    assert 'broken.jpg' in warnings_[0] and 'skipped' in warnings_[0]
+    assert sorted(os.listdir(out)) == ['a_keypoints.json', 'a_pose.jpg', 'b_keypoints.json',
+                                       'b_pose.jpg']
+    assert 'latency (ms over 2 images' in proc.stdout
+    kps, _ = keypoints_of(out / 'a_keypoints.json')
+    assert kps.shape == (2, 17, 3)
+
+
+def test_infer_video(work, tmp_path):
+    """infer.py runs the application's video loop too: annotated mp4 and one json per video."""
+    video = write_clip(tmp_path / 'walk.mp4', cv2.imread(work['image']))
+    out = tmp_path / 'out'
+    proc = run('infer.py', '--cfg', CFG, '--model-file', work['weights'], '--video', video,
+               *box_args(BOXES), '--output', str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert '3 frames processed' in proc.stdout and 'latency (ms over 3 frames' in proc.stdout
+    cap = cv2.VideoCapture(str(out / 'walk_pose.mp4'))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    cap.release()
+    with open(out / 'walk_keypoints.json') as f:
+        data = json.load(f)
+    assert data['runtime'] == 'paddle dygraph' and data['video'] == os.path.abspath(video)
+    assert [f['frame'] for f in data['frames']] == [0, 1, 2]
+    assert [len(f['persons']) for f in data['frames']] == [2, 2, 2]
+
+
+@pytest.mark.parametrize('tool', ['infer.py', 'deploy.py'])
+def test_missing_inputs_are_one_line_errors(work, exported, tool, tmp_path):
+    model = (['--cfg', CFG, '--model-file', work['weights']] if tool == 'infer.py'
+             else ['--model', str(exported / 'model.onnx')])
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    cases = {
+        'image not found': ['--img', str(tmp_path / 'missing.jpg')],
+        'video not found': ['--video', str(tmp_path / 'missing.mp4')],
+        'image folder not found': ['--img-dir', str(tmp_path / 'missing')],
+        'no images': ['--img-dir', str(empty)],
+        'use it with --img': ['--img-dir', str(empty), '--image-id', '3'],
+    }
+    for expected, args in cases.items():
+        proc = run(tool, *model, *args, '--output', str(tmp_path / 'out'))
+        err = assert_one_line_error(proc)
+        assert proc.returncode == 1, err
+        assert expected in err, err
+    assert not (tmp_path / 'out').exists()

@@ -15,12 +15,12 @@ import pytest
 from conftest import ROOT, require_fixtures
 from posekit.checkpoint import load_checkpoint, read_checkpoint
 from posekit.config import load_config
-from posekit.codec.heatmap import decode_from_cfg
-from posekit.runtime.model import predict_heatmaps
-from posekit.data.joints import joint_info
+from posekit.codec import InputSpec, TopDownHeatmapCodec
+from posekit.codec.heatmap import flip_test
+from posekit.runtime import DygraphRunner
+from posekit.data.descriptors import dataset_info
 from posekit.models import build_model
 from posekit.models.layers import count_parameters
-from posekit.codec.transforms import box_to_center_scale, crop, normalize_from_cfg
 
 TOLERANCE = 1e-4
 
@@ -91,10 +91,10 @@ def test_converted_checkpoint_reproduces_reference_heatmaps(name, tmp_path):
 
     # The reference flip test (validate() glue): the library's flip test must give the same maps.
     expected_flip = np.load(require_fixtures('expected_%s_flip.npy' % name))
-    flip_pairs = joint_info(cfg.MODEL.NUM_JOINTS, cfg.DATASET.DATASET)['flip_pairs']
-    assert flip_pairs == meta['flip_pairs']
+    flip_pairs = dataset_info(cfg.DATASET.DATASET, num_joints=cfg.MODEL.NUM_JOINTS).flip_pairs
+    assert [list(p) for p in flip_pairs] == meta['flip_pairs']
     assert cfg.TEST.SHIFT_HEATMAP == meta['shift_heatmap']
-    out_flip = predict_heatmaps(model, x, flip_pairs=flip_pairs, shift_heatmap=cfg.TEST.SHIFT_HEATMAP)
+    out_flip = flip_test(DygraphRunner(model), x, flip_pairs, cfg.TEST.SHIFT_HEATMAP)
     diff = float(np.abs(out_flip - expected_flip).max())
     assert diff <= TOLERANCE, '%s flip test: max abs diff %.3g' % (name, diff)
     # and the flip test is not a no-op on these maps
@@ -142,23 +142,23 @@ def test_released_simplenet_checkpoint_gives_confident_heatmaps():
     load_checkpoint(model, path)
 
     h, w = image.shape[:2]
-    width, height = cfg.MODEL.IMAGE_SIZE
-    center, scale = box_to_center_scale(0, 0, w, h, aspect_ratio=width / height)
-    x = normalize_from_cfg(crop(image, center, scale, 0, cfg.MODEL.IMAGE_SIZE), cfg)[None]
-    heatmaps = predict_heatmaps(model, x)
+    x, meta = InputSpec.from_cfg(cfg).prepare(image)
+    center, scale = meta['centers'][0], meta['scales'][0]
+    run = DygraphRunner(model)
+    heatmaps = run(x)
     peaks = heatmaps.reshape(17, -1).max(axis=1)
     assert abs(float(peaks.mean()) - 0.464) < 0.01, peaks.mean()
 
     # RGB order (the wrong convention for these weights) gives clearly weaker maps
     cfg_rgb = load_config(os.path.join(ROOT, 'experiments/coco/mobile/256x192_d256x3_adam_lr1e-3.yaml'),
                           ['DATASET.COLOR_RGB', 'true'])
-    x_rgb = normalize_from_cfg(crop(image, center, scale, 0, cfg.MODEL.IMAGE_SIZE), cfg_rgb)[None]
-    assert predict_heatmaps(model, x_rgb).reshape(17, -1).max(axis=1).mean() < peaks.mean() - 0.1
+    x_rgb = InputSpec.from_cfg(cfg_rgb).prepare(image)[0]
+    assert run(x_rgb).reshape(17, -1).max(axis=1).mean() < peaks.mean() - 0.1
 
-    preds, maxvals = decode_from_cfg(heatmaps, center[None], scale[None], cfg)
+    preds, maxvals = TopDownHeatmapCodec.from_cfg(cfg, ()).decode(heatmaps, center[None], scale[None])
     kp = preds[0]
     assert np.all((kp[:, 0] >= 0) & (kp[:, 0] < w) & (kp[:, 1] >= 0) & (kp[:, 1] < h))
-    names = joint_info(17)['joints']
+    names = dataset_info(num_joints=17).joint_names
     y = {n: kp[i, 1] for i, n in enumerate(names)}
     # head above shoulders above hips above knees above ankles (image y grows downwards)
     for upper, lower in [('nose', 'left_shoulder'), ('left_shoulder', 'left_hip'),

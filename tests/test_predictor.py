@@ -14,12 +14,14 @@ import pytest
 from posekit.codec import heatmap
 
 from posekit.codec import transforms
+from posekit.codec import InputSpec, TopDownHeatmapCodec
 from posekit.inference.deploy_config import DeployConfig
 from posekit.inference.detector import (DetectorError, DetectorUnavailable, WholeImageDetector,
                               build_detector, hog_available, hog_windows_to_boxes, nms)
-from posekit.data.joints import COCO_FLIP_PAIRS, COCO_JOINTS, COCO_SKELETON
-from posekit.inference.predictor import (BoxError, BoxWarning, DetectionFileError, TopDownPredictor,
-                               boxes_for_image, load_detections, validate_boxes, whole_image_box)
+from posekit.data.descriptors import COCO_FLIP_PAIRS, COCO_JOINTS, COCO_SKELETON
+from posekit.inference.boxes import DetectionFileError, boxes_for_image, load_detections
+from posekit.inference.predictor import (BoxError, BoxWarning, TopDownPredictor, validate_boxes,
+                                         whole_image_box)
 from posekit.inference.visualize import draw_pose, draw_result, drawing_sizes, joint_side, limb_side
 
 INPUT = [192, 256]     # [W, H]
@@ -27,10 +29,11 @@ HEATMAP = [48, 64]
 K = len(COCO_JOINTS)
 
 
-def make_config(**kwargs):
-    return DeployConfig(model='fake', input_size=INPUT, heatmap_size=HEATMAP,
-                        joint_names=COCO_JOINTS, flip_pairs=COCO_FLIP_PAIRS,
-                        skeleton=COCO_SKELETON, dataset='coco', **kwargs)
+def make_config(**codec_options):
+    return DeployConfig(model='fake', input_spec=InputSpec(INPUT),
+                        codec=TopDownHeatmapCodec(INPUT, HEATMAP, flip_pairs=COCO_FLIP_PAIRS,
+                                                  **codec_options),
+                        joint_names=COCO_JOINTS, skeleton=COCO_SKELETON, dataset='coco')
 
 
 def person_keypoints(box, cfg, rng):
@@ -55,7 +58,7 @@ class PerfectRunner:
         for box, kps in persons:
             c, s = transforms.box_to_center_scale(*box[:4], cfg.aspect_ratio)
             crop = transforms.crop(image, c, s, 0, INPUT)
-            x = transforms.normalize(crop, cfg.color_rgb, cfg.pixel_scale, cfg.mean, cfg.std)
+            x = cfg.input_spec.normalize(crop)
             joints = transforms.affine_points(kps, transforms.get_affine_transform(c, s, 0, INPUT))
             self.expected.append((x, joints))
         self.calls = []
@@ -120,7 +123,7 @@ def test_flip_without_heatmap_shift_is_off_by_the_shift(scene):
     # The 1-px shift of the flipped maps is what makes the flip test exact here; without it
     # the fused peak moves by 3/4 heatmap pixel, about 1.5 image pixels for these boxes.
     image, cfg, boxes, kps = scene
-    cfg.shift_heatmap = False
+    cfg.codec.shift_heatmap = False
     runner = PerfectRunner(cfg, image, list(zip(boxes, kps)))
     result = TopDownPredictor(cfg, runner, flip_test=True).predict(image, boxes)
     assert np.abs(result.keypoints[0, :, 0] - kps[0][:, 0]).max() > 1.0
@@ -146,7 +149,7 @@ def test_whole_image_when_no_boxes(scene):
 
 def test_soft_argmax_and_bias_are_applied(scene):
     image, cfg, boxes, kps = scene
-    cfg.soft_argmax, cfg.bias = True, 1.0
+    cfg.codec.soft_argmax, cfg.codec.bias = True, 1.0
     runner = PerfectRunner(cfg, image, list(zip(boxes, kps)))
     result = TopDownPredictor(cfg, runner).predict(image, boxes)
     # symmetric Gaussians: soft-argmax lands on the peak; the bias moves x and y by -1
@@ -156,7 +159,7 @@ def test_soft_argmax_and_bias_are_applied(scene):
 @pytest.mark.parametrize('flip', [False, True])
 def test_dark_decoding_recovers_the_keypoints(scene, flip):
     image, cfg, boxes, kps = scene
-    cfg.dark = True
+    cfg.codec.dark = True
     runner = PerfectRunner(cfg, image, list(zip(boxes, kps)))
     result = TopDownPredictor(cfg, runner, flip_test=flip).predict(image, boxes)
     assert np.abs(result.keypoints[..., :2] - np.stack(kps)).max() < 0.5
@@ -173,9 +176,9 @@ def test_dark_is_requested_when_configured(scene, monkeypatch):
     monkeypatch.setattr(heatmap, 'get_final_preds', spy)
     runner = PerfectRunner(cfg, image, list(zip(boxes, kps)))
     TopDownPredictor(cfg, runner).predict(image, boxes)
-    cfg.dark = True
+    cfg.codec.dark = True
     TopDownPredictor(cfg, runner).predict(image, boxes)
-    assert 'dark' not in seen[0] and seen[0]['post_process'] is True
+    assert seen[0]['dark'] is False and seen[0]['post_process'] is True
     assert seen[1]['dark'] is True and seen[1]['dark_kernel'] == 11
 
 

@@ -12,8 +12,7 @@ import pytest
 from conftest import ROOT, require_fixtures
 from posekit.inference.deploy_config import DeployConfig
 from posekit.export.quantize import (INT8_NAME, QuantizeError, calibration_images, heatmap_agreement,
-                              int8_caveat, load_calibration_inputs, quantize_model,
-                              whole_image_input)
+                              int8_caveat, load_calibration_inputs, quantize_model)
 from posekit.runtime import OnnxRunner
 from posekit.codec.transforms import box_to_center_scale, crop, normalize
 from test_export import FAMILIES, seeded_model
@@ -89,11 +88,12 @@ def test_calibration_images(calib_dir, tmp_path):
 def test_whole_image_crop_is_the_library_preprocessing(calib_dir):
     dc = DeployConfig.from_cfg(seeded_model('pose_resnet')[0])
     image = cv2.imread(calibration_images(calib_dir)[0])
-    x = whole_image_input(image, dc)
+    x = dc.input_spec.prepare(image)[0][0]
     assert x.shape == (3, 128, 96) and x.dtype == np.float32
     center, scale = box_to_center_scale(0, 0, image.shape[1], image.shape[0], 96 / 128.0)
-    expected = normalize(crop(image, center, scale, 0, [96, 128]), dc.color_rgb, dc.pixel_scale,
-                         dc.mean, dc.std)
+    spec = dc.input_spec
+    expected = normalize(crop(image, center, scale, 0, [96, 128]), spec.color_rgb,
+                         spec.pixel_scale, spec.mean, spec.std)
     np.testing.assert_array_equal(x, expected)
     inputs, used, skipped = load_calibration_inputs(calibration_images(calib_dir), dc)
     assert inputs.shape == (6, 3, 128, 96)

@@ -14,7 +14,7 @@ from posekit.data import synthetic
 from posekit.evaluation.coco_eval import evaluate_coco, image_id_from_path
 from posekit.config import load_config
 from posekit.data import COCODataset, MPIIDataset
-from posekit.data.joints import COCO_JOINTS, COCO_SKELETON, MPII_JOINTS
+from posekit.data.descriptors import COCO_JOINTS, COCO_SKELETON, MPII_JOINTS
 from posekit.evaluation.pckh import evaluate_pckh
 from posekit.data.synthetic import (SyntheticError, ensure_synthetic, generate_coco, generate_mpii,
                                read_manifest, render_scene)
@@ -104,7 +104,7 @@ def test_figures_are_drawn_over_the_background():
     diffs = []
     for i in range(10):
         img, people = render_scene(np.random.default_rng([5, i]))
-        bg = synthetic._background(np.random.default_rng([5, i]), 256, 256)
+        bg = synthetic.scene._background(np.random.default_rng([5, i]), 256, 256)
         for p in people:
             j, v = p['joints_mpii'], p['vis_mpii']
             for a, b in ([12, 11], [11, 10], [13, 14], [14, 15], [2, 1], [1, 0], [3, 4], [4, 5],
@@ -257,7 +257,7 @@ def test_ensure_synthetic_generates_once_and_atomically(tmp_path, monkeypatch):
         os.makedirs(os.path.join(tmp, 'annot'))
         open(os.path.join(tmp, 'annot', 'train.json'), 'w').close()
         raise KeyboardInterrupt
-    monkeypatch.setitem(synthetic._GENERATORS, 'mpii', interrupted)
+    monkeypatch.setitem(synthetic.cache._GENERATORS, 'mpii', interrupted)
     with pytest.raises(KeyboardInterrupt):
         ensure_synthetic(str(tmp_path / 'other'), 'mpii', **kw)
     assert os.listdir(str(tmp_path)) == ['data']

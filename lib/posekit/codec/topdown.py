@@ -10,6 +10,7 @@ Their ``to_dict`` forms are what ``deploy_config.json`` stores (see :mod:`poseki
 """
 import numpy as np
 
+from posekit.config import ConfigError
 from posekit.codec import heatmap as hm
 from posekit.codec import transforms
 
@@ -22,7 +23,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _size(value, what):
     size = [int(v) for v in value]
     if len(size) != 2 or min(size) <= 0:
-        raise ValueError('%s must be [W, H] with positive values, got %s' % (what, list(value)))
+        raise ConfigError('%s must be [W, H] with positive values, got %s' % (what, list(value)))
     return size
 
 
@@ -51,9 +52,9 @@ class InputSpec:
         self.std = [float(v) for v in std]
         self.padding = float(padding)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError('mean and std need 3 values each (std > 0)')
+            raise ConfigError('mean and std need 3 values each (std > 0)')
         if self.pixel_scale <= 0:
-            raise ValueError('pixel_scale must be > 0, got %g' % self.pixel_scale)
+            raise ConfigError('pixel_scale must be > 0, got %g' % self.pixel_scale)
 
     @property
     def aspect_ratio(self):
@@ -150,10 +151,10 @@ class TopDownHeatmapCodec:
         self.dark = bool(dark)
         self.dark_kernel = int(hm.dark_kernel_size(self.sigma) if dark_kernel is None else dark_kernel)
         if self.dark_kernel < 1 or self.dark_kernel % 2 == 0:
-            raise ValueError('dark_kernel must be odd and positive, got %d' % self.dark_kernel)
+            raise ConfigError('dark_kernel must be odd and positive, got %d' % self.dark_kernel)
         if self.dark and self.soft_argmax:
-            raise ValueError('DARK decoding and soft-argmax are exclusive: turn off TEST.DARK or '
-                             'TEST.SOFT_ARGMAX')
+            raise ConfigError('DARK decoding and soft-argmax are exclusive: turn off TEST.DARK or '
+                              'TEST.SOFT_ARGMAX')
 
     # -- encode -------------------------------------------------------------------------------
     def encode(self, joints, joints_vis):
@@ -187,8 +188,8 @@ class TopDownHeatmapCodec:
         stride_x = self.input_size[0] / float(self.heatmap_size[0])
         stride_y = self.input_size[1] / float(self.heatmap_size[1])
         if input_size[0] % stride_x or input_size[1] % stride_y:
-            raise ValueError('input size %dx%d must be a multiple of the heatmap stride %g'
-                             % (input_size[0], input_size[1], stride_x))
+            raise ConfigError('input size %dx%d must be a multiple of the heatmap stride %g'
+                              % (input_size[0], input_size[1], stride_x))
         data = self.to_dict()
         data['input_size'] = input_size
         data['heatmap_size'] = [int(input_size[0] / stride_x), int(input_size[1] / stride_y)]

@@ -2,8 +2,8 @@
 
     cfg = load_config('experiments/coco/lpn/lpn50_256x192_gd256x2_gc.yaml', ['TRAIN.LR', '0.0005'])
 
-* defaults live in :mod:`posekit.config.default`; ``MODEL.EXTRA`` defaults come from the model
-  chosen by ``MODEL.NAME`` (``posekit.models``);
+* defaults live in :mod:`posekit.config.default`, ``MODEL.EXTRA`` ones per ``MODEL.NAME``
+  (``MODEL_EXTRA_DEFAULTS``): loading a config imports no network code;
 * a yaml (or a ``KEY VALUE`` override) may only set keys that exist; an unknown key raises
   :class:`ConfigError` naming the closest valid key;
 * values are typed by the default's type (an int is accepted for a float, a list for a list;
@@ -18,13 +18,15 @@ import os
 import yaml
 from easydict import EasyDict
 
-from posekit.config.default import get_defaults
+from posekit.config.default import MODEL_EXTRA_DEFAULTS, get_defaults
+from posekit.errors import PosekitInputError
+from posekit.io import write_yaml
 
 __all__ = ['ConfigError', 'load_config', 'add_config_arguments', 'config_from_args',
            'save_config', 'config_to_dict', 'cfg_name_of']
 
 
-class ConfigError(ValueError):
+class ConfigError(PosekitInputError):
     """A config file or override that does not fit the schema."""
 
 
@@ -221,8 +223,6 @@ def _pairs(opts):
 
 def load_config(cfg_file=None, opts=None):
     """Defaults <- yaml file <- ``KEY VALUE`` overrides, checked and typed. Returns an EasyDict."""
-    from posekit.models import extra_defaults, model_names  # imports paddle lazily
-
     tree = get_defaults()
     data = _read_yaml(cfg_file) if cfg_file else {}
     source = cfg_file or 'defaults'
@@ -239,11 +239,11 @@ def load_config(cfg_file=None, opts=None):
             _set_by_path(tree, key, value, 'command line')
 
     name = tree['MODEL']['NAME']
-    names = model_names()
+    names = sorted(MODEL_EXTRA_DEFAULTS)
     if name not in names:
         raise ConfigError("unknown MODEL.NAME '%s' (%s); did you mean '%s'? Known models: %s"
                           % (name, source, _closest(name, names), ', '.join(names)))
-    extra = copy.deepcopy(extra_defaults(name))
+    extra = copy.deepcopy(MODEL_EXTRA_DEFAULTS[name])
     if file_extra is not None:
         _merge(extra, file_extra, 'MODEL.EXTRA.', source)
     for key, value in extra_opts:
@@ -281,12 +281,7 @@ def config_to_dict(cfg):
 
 def save_config(cfg, path):
     """Write the resolved config as yaml (loadable again with :func:`load_config`)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
-    return path
+    return write_yaml(path, config_to_dict(cfg))
 
 
 def cfg_name_of(cfg_file):

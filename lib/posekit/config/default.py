@@ -2,8 +2,8 @@
 
 A yaml file under ``experiments/`` (and ``KEY VALUE`` pairs on the command line) may only
 override keys that exist here; anything else is an error that names the closest valid key.
-``MODEL.EXTRA`` is the exception: its valid keys depend on ``MODEL.NAME`` and are declared by
-each model module (``EXTRA_DEFAULTS``), see ``posekit.models``.
+``MODEL.EXTRA`` is the exception: its valid keys depend on ``MODEL.NAME`` and are declared in
+``MODEL_EXTRA_DEFAULTS`` (each model module of ``posekit.models`` reads its own as ``EXTRA_DEFAULTS``).
 
 Conventions (as in every reference config): sizes are ``[W, H]``; ``scale`` is in units of
 200 px; batch sizes are per GPU (per process).
@@ -40,7 +40,7 @@ _DEFAULTS = {
         # 'pytorch': the stride of a ResNet bottleneck sits on its 3x3 conv;
         # 'caffe': on its first 1x1 conv (the [MS] *_caffe.yaml experiments).
         'STYLE': 'pytorch',
-        'EXTRA': {},  # model specific, see posekit.models.<name>.EXTRA_DEFAULTS
+        'EXTRA': {},  # model specific, see MODEL_EXTRA_DEFAULTS
     },
 
     'LOSS': {
@@ -133,6 +133,66 @@ _DEFAULTS = {
         'SAVE_BATCH_IMAGES_PRED': False,
         'SAVE_HEATMAPS_GT': False,
         'SAVE_HEATMAPS_PRED': False,
+    },
+}
+
+
+# MODEL.EXTRA per MODEL.NAME: the valid keys and their defaults. The names are the models of
+# posekit.models (one module each); a yaml file may override only the keys of its model.
+MODEL_EXTRA_DEFAULTS = {
+    'pose_resnet': {
+        'NUM_LAYERS': 50,
+        'DECONV_WITH_BIAS': False,
+        'NUM_DECONV_LAYERS': 3,
+        'NUM_DECONV_FILTERS': [256, 256, 256],
+        'NUM_DECONV_KERNELS': [4, 4, 4],
+        'FINAL_CONV_KERNEL': 1,
+    },
+    'lpn': {
+        'NUM_LAYERS': 50,
+        'DECONV_WITH_BIAS': False,
+        'NUM_DECONV_LAYERS': 2,
+        'NUM_DECONV_FILTERS': [256, 256],
+        'NUM_DECONV_KERNELS': [4, 4],
+        'FINAL_CONV_KERNEL': 1,
+        # 'GC' (every shipped config), 'SE' (defined by [LPN], used by no config); anything else:
+        # none.
+        'ATTENTION': 'GC',
+        # Channels per group of the two 3x3 convs of LW_BasicBlock (LPN-18/34 only). 2 is what the
+        # [CAV] code builds (README rows "lpn_18h"/"lpn_34h"); 1 = fully depthwise, which reproduces
+        # the README's non-h rows (inferred, REFERENCE_SPEC 4.2).
+        'BASIC_GROUP_WIDTH': 2,
+    },
+    'pose_hrnet': {
+        'PRETRAINED_LAYERS': ['*'],
+        'FINAL_CONV_KERNEL': 1,
+        'STEM_INPLANES': 64,
+        'STAGE1': {'NUM_MODULES': 1, 'NUM_BRANCHES': 1, 'BLOCK': 'BOTTLENECK', 'NUM_BLOCKS': [4],
+                   'NUM_CHANNELS': [64], 'FUSE_METHOD': 'SUM'},
+        'STAGE2': {'NUM_MODULES': 1, 'NUM_BRANCHES': 2, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4],
+                   'NUM_CHANNELS': [32, 64], 'FUSE_METHOD': 'SUM'},
+        'STAGE3': {'NUM_MODULES': 4, 'NUM_BRANCHES': 3, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4, 4],
+                   'NUM_CHANNELS': [32, 64, 128], 'FUSE_METHOD': 'SUM'},
+        'STAGE4': {'NUM_MODULES': 3, 'NUM_BRANCHES': 4, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4, 4, 4],
+                   'NUM_CHANNELS': [32, 64, 128, 256], 'FUSE_METHOD': 'SUM'},
+    },
+    'simplenet': {
+        'STEM_CHANNELS': 64,
+        'STEM_STRIDE': 2,
+        # One row per inverted-residual block: [hidden, out, stride]. Channels are read off the
+        # checkpoint; the stride-2 positions (blocks 2, 4, 6, 11, the MobileNetV2 pattern) are
+        # inferred (REFERENCE_SPEC 4.4) and give the total stride 32.
+        'BLOCKS': [[64, 16, 1], [32, 24, 2], [48, 24, 1], [72, 32, 2], [96, 32, 1], [96, 64, 2],
+                   [192, 64, 1], [192, 64, 1], [192, 96, 1], [288, 96, 1], [288, 160, 2],
+                   [480, 160, 1], [480, 64, 1]],
+        # ReLU6 is assumed (MobileNetV2 convention; plain ReLU gives practically the same outputs
+        # with the released weights). The head always uses ReLU, as in Simple Baselines.
+        'ACTIVATION': 'relu6',
+        'NUM_DECONV_LAYERS': 3,
+        'NUM_DECONV_FILTERS': [24, 24, 24],
+        'NUM_DECONV_KERNELS': [4, 4, 4],
+        'DECONV_WITH_BIAS': False,
+        'FINAL_CONV_KERNEL': 1,
     },
 }
 

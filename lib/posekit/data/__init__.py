@@ -6,20 +6,19 @@
 from posekit.data.base import DatasetError, JointsDataset, flip_joints, half_body_center_scale, read_image
 from posekit.data.coco import COCODataset, coco_image_path, load_coco_det_records, load_coco_gt_records
 from posekit.data.mpii import MPIIDataset, load_mpii_records
+from posekit.data.descriptors import DatasetInfo, UnknownDatasetError, dataset_info
 
 __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'flip_joints', 'half_body_center_scale',
            'COCODataset', 'coco_image_path', 'load_coco_gt_records', 'load_coco_det_records',
-           'MPIIDataset', 'load_mpii_records', 'build_dataset', 'prepare_synthetic']
+           'MPIIDataset', 'load_mpii_records', 'build_dataset', 'prepare_synthetic',
+           'DatasetInfo', 'UnknownDatasetError', 'dataset_info']
 
 
 def build_dataset(cfg, is_train=False, rng=None, **kwargs):
-    """The dataset named by ``DATASET.DATASET`` (prefix ``coco`` or ``mpii``)."""
-    name = str(cfg.DATASET.DATASET).lower()
-    if name.startswith('coco'):
-        return COCODataset(cfg, is_train=is_train, rng=rng, **kwargs)
-    if name.startswith('mpii'):
-        return MPIIDataset(cfg, is_train=is_train, rng=rng, **kwargs)
-    raise DatasetError('unknown DATASET.DATASET %r (known: coco, mpii)' % cfg.DATASET.DATASET)
+    """The dataset named by ``DATASET.DATASET`` (see :func:`dataset_info`)."""
+    info = dataset_info(cfg.DATASET.DATASET)
+    cls = {c.__name__: c for c in (COCODataset, MPIIDataset)}[info.dataset_class]
+    return cls(cfg, is_train=is_train, rng=rng, **kwargs)
 
 
 def prepare_synthetic(cfg):
@@ -30,8 +29,7 @@ def prepare_synthetic(cfg):
         return None
     from posekit import distributed as dist
     from posekit.data.synthetic import ensure_synthetic
-    name = str(cfg.DATASET.DATASET).lower()
-    fmt = 'coco' if name.startswith('coco') else 'mpii'
+    fmt = dataset_info(cfg.DATASET.DATASET).synthetic_format
     if dist.is_main():
         import logging
         logger = logging.getLogger('posekit')

@@ -1,4 +1,4 @@
-"""Shared dataset machinery: records, image reading and the per-sample procedure.
+"""Shared dataset machinery: records, annotation reading and the per-sample procedure.
 
 Framework-free numpy (REFERENCE_SPEC 2.1, 2.3, 2.5, 2.6). A *record* is a dict with keys
 ``image`` (path), ``center`` (2,), ``scale`` (2,), ``joints_3d`` (K, 3), ``joints_3d_vis``
@@ -6,16 +6,14 @@ Framework-free numpy (REFERENCE_SPEC 2.1, 2.3, 2.5, 2.6). A *record* is a dict w
 dataset classes directly (they only need ``__len__`` and ``__getitem__``).
 """
 import copy
-import json
 import logging
-import os
 
-import cv2
 import numpy as np
 
-from posekit.codec.heatmap import generate_target
-from posekit.codec.transforms import (PIXEL_STD, affine_points, crop, fit_aspect_ratio, get_affine_transform,
-                          normalize_from_cfg)
+from posekit.codec import InputSpec, TopDownHeatmapCodec
+from posekit.codec.transforms import PIXEL_STD, affine_points, fit_aspect_ratio, get_affine_transform
+from posekit.errors import PosekitInputError
+from posekit.io import ImageReadError, InputFileError, read_image, read_json
 
 __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'load_json', 'flip_joints',
            'half_body_center_scale', 'select_records']
@@ -23,19 +21,17 @@ __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'load_json', 'flip_joi
 logger = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(PosekitInputError):
     """Unusable dataset input: missing/unreadable image, malformed annotation file, empty set."""
 
 
 def load_json(path, what='annotation file'):
-    """Parse a json file; any failure becomes a :class:`DatasetError` naming the file."""
-    if not os.path.isfile(path):
-        raise DatasetError('%s not found: %s' % (what, path))
+    """Parse a json file (:func:`posekit.io.read_json`); any failure becomes a
+    :class:`DatasetError` naming the file."""
     try:
-        with open(path, 'r', encoding='utf-8') as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DatasetError('cannot parse %s %s: %s' % (what, path, e)) from e
+        return read_json(path, what)
+    except InputFileError as e:
+        raise DatasetError(str(e)) from e
 
 
 def load_json_list(path, what, items):
@@ -45,20 +41,6 @@ def load_json_list(path, what, items):
         raise DatasetError('%s %s: expected a list of %s, got %s'
                            % (what, path, items, type(data).__name__))
     return data
-
-
-def read_image(path):
-    """Read an image as BGR uint8, EXIF orientation ignored (REFERENCE_SPEC 2.1 step 1).
-
-    Unlike the reference (which converted to RGB before checking), a missing or undecodable
-    file raises :class:`DatasetError` naming it. Channel order is handled by the normalisation.
-    """
-    if not os.path.isfile(path):
-        raise DatasetError('image not found: %s' % path)
-    img = cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-    if img is None:
-        raise DatasetError('cannot read image (corrupt or unsupported format): %s' % path)
-    return img
 
 
 def flip_joints(joints, joints_vis, width, flip_pairs):
@@ -141,6 +123,7 @@ class JointsDataset:
     ``rng`` (a ``numpy.random.Generator``; seed it for reproducible samples). A training set
     (``is_train``) is filtered by :func:`select_records` when ``DATASET.SELECT_DATA`` is on.
     """
+    info = None  # the dataset's posekit.data.descriptors.DatasetInfo (subclasses set it)
     flip_pairs = ()
     upper_body_ids = ()
 
@@ -165,6 +148,9 @@ class JointsDataset:
         self.heatmap_size = np.array(cfg.MODEL.HEATMAP_SIZE, dtype=np.int64)
         self.aspect_ratio = self.image_size[0] * 1.0 / self.image_size[1]
         self.sigma = cfg.MODEL.SIGMA
+        # The same input spec and codec objects validation and inference use (posekit.codec).
+        self.input_spec = InputSpec.from_cfg(cfg)
+        self.codec = TopDownHeatmapCodec.from_cfg(cfg, self.flip_pairs)
         d = cfg.DATASET
         self.scale_factor = float(d.SCALE_FACTOR)
         self.rotation_factor = float(d.ROT_FACTOR)
@@ -209,7 +195,12 @@ class JointsDataset:
         This is the crop before normalisation (what the reference fixtures store).
         """
         rec = self._record(idx)
-        image = read_image(rec['image'])
+        try:
+            # posekit.io.read_image: EXIF orientation ignored, as the reference reads
+            # (REFERENCE_SPEC 2.1 step 1) and as the annotations' pixel frame is
+            image = read_image(rec['image'])
+        except ImageReadError as e:
+            raise DatasetError(str(e)) from e
         joints = np.asarray(rec['joints_3d'], dtype=np.float64)
         joints_vis = np.asarray(rec['joints_3d_vis'], dtype=np.float64)
         c = np.asarray(rec['center'])
@@ -219,7 +210,7 @@ class JointsDataset:
         flipped = False
         if self.is_train:
             flipped, joints, joints_vis, c, s, r = self._augment(image, joints, joints_vis, c, s)
-        warped = crop(image, c, s, r, self.image_size, mirror=flipped)
+        warped = self.input_spec.crop(image, c, s, r, mirror=flipped)
         trans = get_affine_transform(c, s, r, self.image_size)
         vis = joints_vis[:, 0] > 0.0
         if vis.any():
@@ -233,7 +224,6 @@ class JointsDataset:
 
     def __getitem__(self, idx):
         warped, joints, joints_vis, meta = self.prepare(idx)
-        inp = normalize_from_cfg(warped, self.cfg)
-        target, target_weight = generate_target(joints, joints_vis, self.image_size,
-                                                self.heatmap_size, self.sigma)
+        inp = self.input_spec.normalize(warped)
+        target, target_weight = self.codec.encode(joints, joints_vis)
         return inp, target, target_weight, meta

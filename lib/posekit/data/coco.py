@@ -3,15 +3,14 @@ import os
 
 import numpy as np
 
-from posekit.data.joints import COCO_FLIP_PAIRS
+from posekit.data.descriptors import COCO
 from posekit.codec.transforms import box_to_center_scale
 from posekit.data.base import DatasetError, JointsDataset, load_json, load_json_list
 
 __all__ = ['coco_image_path', 'load_coco_gt_records', 'load_coco_det_records', 'COCODataset',
            'COCO_NUM_JOINTS']
 
-COCO_NUM_JOINTS = 17
-COCO_UPPER_BODY_IDS = tuple(range(0, 11))
+COCO_NUM_JOINTS = COCO.num_joints
 
 
 def coco_image_path(image_dir, image_id, image_set=''):
@@ -134,8 +133,9 @@ class COCODataset(JointsDataset):
     sets), images in ``ROOT/images/<set>/`` (``test2017`` for test sets). ``ann_file``,
     ``image_dir``, ``bbox_file`` and ``use_gt_bbox`` override the config.
     """
-    flip_pairs = COCO_FLIP_PAIRS
-    upper_body_ids = COCO_UPPER_BODY_IDS
+    info = COCO
+    flip_pairs = COCO.flip_pairs
+    upper_body_ids = COCO.upper_body_ids
 
     def __init__(self, cfg, image_set=None, is_train=False, ann_file=None, image_dir=None,
                  bbox_file=None, use_gt_bbox=None, rng=None):

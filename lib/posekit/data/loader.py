@@ -16,6 +16,9 @@ import math
 
 import numpy as np
 
+from posekit.config import ConfigError
+from posekit.data.base import DatasetError
+
 __all__ = ['EpochBatchSampler', 'FixedBatchSampler', 'SeededDataset', 'collate', 'build_loader',
            'build_eval_loader', 'shard_indices']
 
@@ -34,9 +37,9 @@ class EpochBatchSampler:
     def __init__(self, num_samples, batch_size, shuffle=True, drop_last=False, seed=0, rank=0,
                  world_size=1):
         if num_samples <= 0:
-            raise ValueError('cannot sample from an empty dataset')
+            raise DatasetError('cannot sample from an empty dataset')
         if batch_size <= 0:
-            raise ValueError('batch size must be positive, got %d' % batch_size)
+            raise ConfigError('batch size must be positive, got %d' % batch_size)
         self.num_samples = int(num_samples)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)

@@ -3,13 +3,12 @@ import os
 
 import numpy as np
 
-from posekit.data.joints import MPII_FLIP_PAIRS
+from posekit.data.descriptors import MPII
 from posekit.data.base import DatasetError, JointsDataset, load_json_list
 
 __all__ = ['load_mpii_records', 'MPIIDataset', 'MPII_NUM_JOINTS']
 
-MPII_NUM_JOINTS = 16
-MPII_UPPER_BODY_IDS = tuple(range(7, 16))
+MPII_NUM_JOINTS = MPII.num_joints
 
 
 def load_mpii_records(json_path, image_dir, is_test_set=False, num_joints=MPII_NUM_JOINTS):
@@ -55,8 +54,9 @@ def load_mpii_records(json_path, image_dir, is_test_set=False, num_joints=MPII_N
 class MPIIDataset(JointsDataset):
     """MPII samples. Default layout: ``DATASET.ROOT/annot/<image_set>.json`` and
     ``DATASET.ROOT/images/``; ``ann_file``/``image_dir`` override them."""
-    flip_pairs = MPII_FLIP_PAIRS
-    upper_body_ids = MPII_UPPER_BODY_IDS
+    info = MPII
+    flip_pairs = MPII.flip_pairs
+    upper_body_ids = MPII.upper_body_ids
 
     def __init__(self, cfg, image_set=None, is_train=False, ann_file=None, image_dir=None, rng=None):
         if image_set is None:

@@ -16,8 +16,9 @@ Reproduced knowingly (REFERENCE_SPEC 6.3, 10.22):
 """
 import numpy as np
 
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62,
-                        1.07, 1.07, .87, .87, .89, .89]) / 10.0
+from posekit.data.descriptors import COCO
+
+COCO_SIGMAS = np.array(COCO.oks_sigmas)
 
 SOFT_NMS_MAX_DETS = 20
 

@@ -18,17 +18,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from posekit.data.base import DatasetError
+# MPII_MAT_JOINTS: the joint names of gt_*.mat ``dataset_joints``, in MPII joint-id order.
+from posekit.data.descriptors import MPII, MPII_MAT_JOINTS
+from posekit.io import write_mat
+
 SC_BIAS = 0.6
-NUM_JOINTS = 16
+NUM_JOINTS = MPII.num_joints
 # Joints left out of Mean (and Mean@0.1): pelvis, thorax.
 MASKED_JOINTS = (6, 7)
 # Row of the 0.00:0.01:0.50 threshold grid the reference reports as "Mean@0.1" (threshold 0.11).
 MEAN_AT_01_ROW = 11
 TRUE_PCKH01_KEY = 'PCKh@0.1'
-
-# Short MPII joint names as stored in gt_*.mat ``dataset_joints``, in MPII joint-id order.
-MPII_MAT_JOINTS = ['rank', 'rkne', 'rhip', 'lhip', 'lkne', 'lank', 'pelv', 'thrx',
-                   'neck', 'head', 'rwri', 'relb', 'rsho', 'lsho', 'lelb', 'lwri']
 
 REQUIRED_KEYS = ('jnt_missing', 'pos_gt_src', 'headboxes_src')
 
@@ -43,8 +44,8 @@ def _load_gt(gt_mat_path_or_dict):
         try:
             gt = loadmat(path)
         except Exception as exc:  # scipy raises several types for a damaged file
-            raise ValueError('cannot read MPII ground-truth file %s (corrupt or not a .mat file): %s'
-                             % (path, exc)) from exc
+            raise DatasetError('cannot read MPII ground-truth file %s (corrupt or not a .mat '
+                               'file): %s' % (path, exc)) from exc
         source = path
     elif isinstance(gt_mat_path_or_dict, dict):
         gt = gt_mat_path_or_dict
@@ -54,26 +55,26 @@ def _load_gt(gt_mat_path_or_dict):
 
     missing = [k for k in REQUIRED_KEYS if k not in gt]
     if missing:
-        raise ValueError('MPII ground truth %s lacks %s' % (source, ', '.join(missing)))
+        raise DatasetError('MPII ground truth %s lacks %s' % (source, ', '.join(missing)))
     jnt_missing = np.asarray(gt['jnt_missing'], dtype=np.float64)
     pos_gt = np.asarray(gt['pos_gt_src'], dtype=np.float64)
     headboxes = np.asarray(gt['headboxes_src'], dtype=np.float64)
     if jnt_missing.ndim != 2 or jnt_missing.shape[0] != NUM_JOINTS:
-        raise ValueError('%s: jnt_missing should be 16 x N, got %s' % (source, jnt_missing.shape))
+        raise DatasetError('%s: jnt_missing should be 16 x N, got %s' % (source, jnt_missing.shape))
     n = jnt_missing.shape[1]
     if pos_gt.shape != (NUM_JOINTS, 2, n):
-        raise ValueError('%s: pos_gt_src should be 16 x 2 x %d, got %s' % (source, n, pos_gt.shape))
+        raise DatasetError('%s: pos_gt_src should be 16 x 2 x %d, got %s' % (source, n, pos_gt.shape))
     if headboxes.shape != (2, 2, n):
-        raise ValueError('%s: headboxes_src should be 2 x 2 x %d, got %s' % (source, n, headboxes.shape))
+        raise DatasetError('%s: headboxes_src should be 2 x 2 x %d, got %s' % (source, n, headboxes.shape))
 
     names = MPII_MAT_JOINTS
     if 'dataset_joints' in gt:
         try:
             names = [str(np.asarray(x).reshape(-1)[0]) for x in np.asarray(gt['dataset_joints']).reshape(-1)]
         except Exception as exc:
-            raise ValueError('%s: unreadable dataset_joints' % source) from exc
+            raise DatasetError('%s: unreadable dataset_joints' % source) from exc
         if len(names) != NUM_JOINTS or set(names) != set(MPII_MAT_JOINTS):
-            raise ValueError('%s: dataset_joints should name the 16 MPII joints, got %s' % (source, names))
+            raise DatasetError('%s: dataset_joints should name the 16 MPII joints, got %s' % (source, names))
     return jnt_missing, pos_gt, headboxes, names
 
 
@@ -174,13 +175,8 @@ def write_pred_mat(preds, path):
 
     ``preds`` are 0-based (as given to :func:`evaluate_pckh`); 1 is added here.
     """
-    from scipy.io import savemat
     preds = _check_preds(preds, None) + 1.0
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    savemat(path, mdict={'preds': preds})
-    return path
+    return write_mat(path, {'preds': preds})
 
 
 def format_table(name_values, arch_name):

@@ -1,13 +1,14 @@
 """Validation: run a model over a dataset, decode, and compute the dataset's metric.
 
-:func:`predict_dataset` runs the network (flip test optional) over this process's share of the
-samples and decodes the heatmaps with the shared codec; with several processes the shares are
-gathered and put back in dataset order, so the metric is computed on every sample exactly once
-(the Paddle port evaluated each shard against full-size arrays, REFERENCE_SPEC 10.11).
+:func:`predict_dataset` runs a runner (:mod:`posekit.runtime`: a dygraph model through
+:class:`~posekit.runtime.dygraph.DygraphRunner`, or an exported ONNX / Paddle inference model;
+flip test optional) over this process's share of the samples and decodes the heatmaps with the
+shared codec; with several processes the shares are gathered and put back in dataset order, so
+the metric is computed on every sample exactly once (the Paddle port evaluated each shard
+against full-size arrays, REFERENCE_SPEC 10.11).
 :func:`evaluate_predictions` computes MPII PCKh (6.2, writes ``pred.mat``) or COCO keypoint AP
 (6.3, writes ``results/keypoints_<set>_results.json``) on rank 0.
 """
-import json
 import logging
 import os
 import time
@@ -19,41 +20,27 @@ import paddle
 from posekit import distributed as dist
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.evaluation.coco_eval import coco_keypoint_results, coco_keypoint_stats, image_id_from_path
-from posekit.codec.heatmap import decode_from_cfg
-from posekit.runtime.model import predict_heatmaps
+from posekit.codec import heatmap
 from posekit.data.loader import build_eval_loader
 from posekit.evaluation.pckh import evaluate_pckh, format_table, write_pred_mat
+from posekit.errors import PosekitInputError
+from posekit.io import write_json
+from posekit.data.descriptors import dataset_info
+from posekit.models import arch_name
 
-__all__ = ['predict_dataset', 'evaluate_predictions', 'validate', 'full_arch_name',
-           'dataset_kind', 'dataset_result', 'load_predictions', 'log_table']
+__all__ = ['PredictionsError', 'predict_dataset',
+           'evaluate_predictions', 'validate', 'dataset_result',
+           'load_predictions', 'log_table']
 
 logger = logging.getLogger('posekit')
 
 
-def dataset_kind(cfg):
-    name = str(cfg.DATASET.DATASET).lower()
-    if name.startswith('coco'):
-        return 'coco'
-    if name.startswith('mpii'):
-        return 'mpii'
-    raise ValueError('unknown DATASET.DATASET %r (known: coco, mpii)' % cfg.DATASET.DATASET)
-
-
-def full_arch_name(cfg):
-    """Row label of the result table: ``<H>x<W>_pose_resnet_<L>_d256d256d256`` ([MS] layout) for
-    PoseResNet, ``<H>x<W>_<MODEL.NAME>`` otherwise."""
-    from posekit.models import model_tag
-    w, h = cfg.MODEL.IMAGE_SIZE
-    name = '%dx%d_%s' % (h, w, model_tag(cfg))
-    if cfg.MODEL.NAME == 'pose_resnet':
-        extra = cfg.MODEL.EXTRA
-        name += '_' + ''.join('d%d' % int(c) for c in extra.get('NUM_DECONV_FILTERS', [256] * 3))
-    return name
-
-
-def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_size=None,
+def predict_dataset(cfg, runner, dataset, flip_test=None, criterion=None, batch_size=None,
                     workers=None, print_freq=None, progress=None):
     """Predictions for every sample of ``dataset`` (gathered across processes, dataset order).
+
+    ``runner`` maps a float32 NCHW batch to heatmaps (any :mod:`posekit.runtime` runner); the
+    loss (with ``criterion``) is computed from those heatmaps, whatever ran them.
 
     Returns a dict: ``preds`` (N, K, 3) image pixels + confidence, ``boxes`` (N, 6) centre,
     scale, area, score, ``images`` (N paths), ``loss`` and ``acc`` (averages of the heatmap loss
@@ -69,43 +56,37 @@ def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_s
     loader = build_eval_loader(dataset, batch_size, workers, rank, world)
     n_batches = len(loader)
 
-    was_training = model.training
-    model.eval()
     losses, accs, batch_time = AverageMeter(), AverageMeter(), AverageMeter()
     indices, preds, boxes, images = [], [], [], []
     end = time.time()
-    try:
-        with paddle.no_grad():
-            for i, (inputs, target, target_weight, meta) in enumerate(loader):
-                inputs, target, target_weight, meta = _as_numpy(inputs, target, target_weight, meta)
-                out = predict_heatmaps(model, inputs, flip_pairs, t.SHIFT_HEATMAP)
-                n = inputs.shape[0]
-                if criterion is not None:
-                    loss = criterion(paddle.to_tensor(out), paddle.to_tensor(target),
-                                     paddle.to_tensor(target_weight))
-                    losses.update(float(loss), n)
-                _, avg_acc, cnt, _ = heatmap_accuracy(out, target)
-                accs.update(avg_acc, cnt)
-                c, s = meta['center'], meta['scale']
-                coords, maxvals = decode_from_cfg(out, c, s, cfg)
-                preds.append(np.concatenate([coords, maxvals], axis=2))
-                score = np.asarray(meta['score'], dtype=np.float64).reshape(-1)
-                area = np.prod(s * 200, axis=1)
-                boxes.append(np.column_stack([c[:, 0:2], s[:, 0:2], area, score]))
-                images.extend(meta['image'])
-                indices.extend(int(v) for v in np.asarray(meta['index']).reshape(-1))
-                batch_time.update(time.time() - end)
-                end = time.time()
-                if progress is not None:
-                    progress(i + 1, n_batches)
-                if print_freq and (i % print_freq == 0 or i == n_batches - 1) and dist.is_main():
-                    logger.info('Test: [{0}/{1}]\tTime {bt.val:.3f} ({bt.avg:.3f})\t'
-                                'Loss {loss.val:.4f} ({loss.avg:.4f})\t'
-                                'Accuracy {acc.val:.3f} ({acc.avg:.3f})'.format(
-                                    i, n_batches, bt=batch_time, loss=losses, acc=accs))
-    finally:
-        if was_training:
-            model.train()
+    with paddle.no_grad():  # the loss needs no gradients
+        for i, (inputs, target, target_weight, meta) in enumerate(loader):
+            inputs, target, target_weight, meta = _as_numpy(inputs, target, target_weight, meta)
+            out = heatmap.flip_test(runner, inputs, flip_pairs, t.SHIFT_HEATMAP)
+            n = inputs.shape[0]
+            if criterion is not None:
+                loss = criterion(paddle.to_tensor(out), paddle.to_tensor(target),
+                                 paddle.to_tensor(target_weight))
+                losses.update(float(loss), n)
+            _, avg_acc, cnt, _ = heatmap_accuracy(out, target)
+            accs.update(avg_acc, cnt)
+            c, s = meta['center'], meta['scale']
+            coords, maxvals = dataset.codec.decode(out, c, s)
+            preds.append(np.concatenate([coords, maxvals], axis=2))
+            score = np.asarray(meta['score'], dtype=np.float64).reshape(-1)
+            area = np.prod(s * 200, axis=1)
+            boxes.append(np.column_stack([c[:, 0:2], s[:, 0:2], area, score]))
+            images.extend(meta['image'])
+            indices.extend(int(v) for v in np.asarray(meta['index']).reshape(-1))
+            batch_time.update(time.time() - end)
+            end = time.time()
+            if progress is not None:
+                progress(i + 1, n_batches)
+            if print_freq and (i % print_freq == 0 or i == n_batches - 1) and dist.is_main():
+                logger.info('Test: [{0}/{1}]\tTime {bt.val:.3f} ({bt.avg:.3f})\t'
+                            'Loss {loss.val:.4f} ({loss.avg:.4f})\t'
+                            'Accuracy {acc.val:.3f} ({acc.avg:.3f})'.format(
+                                i, n_batches, bt=batch_time, loss=losses, acc=accs))
 
     k = int(cfg.MODEL.NUM_JOINTS)
     part = {
@@ -135,14 +116,19 @@ def predict_dataset(cfg, model, dataset, flip_test=None, criterion=None, batch_s
     }
 
 
+class PredictionsError(PosekitInputError):
+    """Saved keypoints (``valid.py --predictions``) that cannot be read or do not fit the
+    dataset."""
+
+
 def dataset_result(dataset, preds):
     """A :func:`predict_dataset`-style result for given keypoints ``preds`` (N, K, 2 or 3; image
     pixels, 0-based, dataset order; confidence 1 when absent) with the dataset's own boxes."""
     preds = np.asarray(preds, dtype=np.float64)
     n, k = len(dataset), dataset.num_joints
     if preds.ndim != 3 or preds.shape[0] != n or preds.shape[1] != k or preds.shape[2] not in (2, 3):
-        raise ValueError('predictions should be %d x %d x 2 (or x 3) for this dataset, got %s'
-                         % (n, k, preds.shape))
+        raise PredictionsError('predictions should be %d x %d x 2 (or x 3) for this dataset, '
+                               'got %s' % (n, k, preds.shape))
     if preds.shape[2] == 2:
         preds = np.concatenate([preds, np.ones((n, k, 1))], axis=2)
     boxes = np.zeros((n, 6))
@@ -158,7 +144,7 @@ def load_predictions(path):
     """Keypoints saved by another run: an MPII ``pred.mat`` (variable ``preds``, 1-based, as the
     reference writes it) or a ``.npy``/``.npz`` (``preds``) array in 0-based image pixels."""
     if not os.path.isfile(path):
-        raise FileNotFoundError('predictions file not found: %s' % path)
+        raise PredictionsError('predictions file not found: %s' % path)
     ext = os.path.splitext(path)[1].lower()
     try:
         if ext == '.mat':
@@ -170,8 +156,8 @@ def load_predictions(path):
         if ext == '.npy':
             return np.asarray(np.load(path), dtype=np.float64)
     except (KeyError, ValueError, OSError) as e:
-        raise ValueError('cannot read predictions from %s: %s' % (path, e)) from e
-    raise ValueError('unknown predictions file type %s (expected .mat, .npy or .npz)' % path)
+        raise PredictionsError('cannot read predictions from %s: %s' % (path, e)) from e
+    raise PredictionsError('unknown predictions file type %s (expected .mat, .npy or .npz)' % path)
 
 
 def _as_numpy(*values):
@@ -200,10 +186,10 @@ def evaluate_predictions(cfg, dataset, result, output_dir):
     reference's Mean@0.1, which is computed at 0.11) and ``Mean``; COCO the ten stats and ``AP``.
     Test sets (name containing "test") have no ground truth: ``{'Null': 0.0}``, 0.0.
     """
-    kind = dataset_kind(cfg)
+    metric = dataset_info(cfg.DATASET.DATASET).metric
     image_set = getattr(dataset, 'image_set', cfg.DATASET.TEST_SET)
     os.makedirs(output_dir, exist_ok=True)
-    if kind == 'mpii':
+    if metric == 'pckh':
         pred_file = write_pred_mat(result['preds'][:, :, 0:2], os.path.join(output_dir, 'pred.mat'))
         logger.info('=> predictions written to %s', pred_file)
         if 'test' in image_set:
@@ -219,10 +205,7 @@ def evaluate_predictions(cfg, dataset, result, output_dir):
     res_dir = os.path.join(output_dir, 'results')
     os.makedirs(res_dir, exist_ok=True)
     res_file = os.path.join(res_dir, 'keypoints_%s_results.json' % image_set)
-    tmp = res_file + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(records, f)
-    os.replace(tmp, res_file)
+    write_json(res_file, records)
     logger.info('=> Writing results json to %s', res_file)
     if 'test' in image_set:
         return OrderedDict([('Null', 0.0)]), 0.0
@@ -232,17 +215,18 @@ def evaluate_predictions(cfg, dataset, result, output_dir):
 
 def log_table(cfg, name_values):
     """Log the result table in the reference's markdown layout (REFERENCE_SPEC 8.5)."""
-    for line in format_table(name_values, full_arch_name(cfg)).split('\n'):
+    for line in format_table(name_values, arch_name(cfg)).split('\n'):
         logger.info(line)
 
 
-def validate(cfg, model, dataset, output_dir, flip_test=None, criterion=None, workers=None,
+def validate(cfg, runner, dataset, output_dir, flip_test=None, criterion=None, workers=None,
              progress=None):
-    """:func:`predict_dataset` then, on rank 0, :func:`evaluate_predictions` and the table.
+    """:func:`predict_dataset` with ``runner`` then, on rank 0, :func:`evaluate_predictions`
+    and the table.
 
     Every rank returns ``(name_values, perf, result)`` (rank 0's metric is broadcast).
     """
-    result = predict_dataset(cfg, model, dataset, flip_test=flip_test, criterion=criterion,
+    result = predict_dataset(cfg, runner, dataset, flip_test=flip_test, criterion=criterion,
                              workers=workers, progress=progress)
     if dist.is_main():
         name_values, perf = evaluate_predictions(cfg, dataset, result, output_dir)

@@ -5,9 +5,9 @@
 
 ONNX Runtime's static QDQ quantisation (LANDSCAPE 5.2: static, not dynamic, for CNNs; per-channel
 weights; uint8 activations / int8 weights; ``quant_pre_process`` first so that BatchNorm is
-folded into the convolutions the quantiser sees). Every calibration image is read with OpenCV
-and fed exactly as deploy feeds a person box: the whole image is the box
-(:func:`posekit.codec.transforms.box_to_center_scale`), cropped to the input size and normalised as
+folded into the convolutions the quantiser sees). Every calibration image is read as deploy
+reads it (:func:`posekit.io.read_image`) and fed exactly as deploy feeds a person box: the whole
+image is the box (:func:`posekit.codec.transforms.box_to_center_scale`), cropped to the input size and normalised as
 the :class:`~posekit.inference.deploy_config.DeployConfig` says. Afterwards the int8 heatmaps are compared
 with the fp32 ones on the same crops (argmax distance in heatmap pixels) - a sanity check, not an
 accuracy figure: evaluate AP before deploying int8.
@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from posekit.codec.heatmap import get_max_preds
+from posekit.errors import PosekitInputError
+from posekit.io import (IMAGE_EXTENSIONS, ImageReadError, InputFileError, atomic_path, list_images,
+                        read_image)
 
-__all__ = ['QuantizeError', 'IMAGE_EXTENSIONS', 'calibration_images', 'whole_image_input',
+__all__ = ['QuantizeError', 'IMAGE_EXTENSIONS', 'calibration_images',
            'load_calibration_inputs', 'quantize_int8', 'heatmap_agreement', 'int8_caveat',
            'quantize_model', 'QuantizeReport', 'INT8_NAME']
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 INT8_NAME = 'model_int8.onnx'
 # Per-channel weight scales need DequantizeLinear's 'axis' (opset 13): an opset-11 export is
 # converted to opset 13 for its int8 copy.
@@ -35,7 +37,7 @@ PER_CHANNEL_OPSET = 13
 CONFIDENT = 0.2
 
 
-class QuantizeError(ValueError):
+class QuantizeError(PosekitInputError):
     """No usable calibration images, or a model the quantiser cannot handle."""
 
 
@@ -43,40 +45,29 @@ def calibration_images(calib_dir, num=None):
     """Sorted image files directly in ``calib_dir`` (the first ``num`` if given)."""
     if not calib_dir:
         raise QuantizeError('int8 quantisation needs calibration images: give --calib-dir DIR')
-    if not os.path.isdir(calib_dir):
-        raise QuantizeError('calibration folder not found: %s' % calib_dir)
     if num is not None and int(num) <= 0:
         raise QuantizeError('the number of calibration images must be positive, got %s' % num)
-    files = sorted(os.path.join(calib_dir, f) for f in os.listdir(calib_dir)
-                   if f.lower().endswith(IMAGE_EXTENSIONS)
-                   and os.path.isfile(os.path.join(calib_dir, f)))
-    if not files:
-        raise QuantizeError('no images (%s) in the calibration folder %s'
-                            % (' '.join(IMAGE_EXTENSIONS), calib_dir))
+    try:
+        files = list_images(calib_dir, what='calibration folder')
+    except InputFileError as e:
+        raise QuantizeError(str(e)) from e
     return files[:int(num)] if num else files
 
 
-def whole_image_input(image_bgr, deploy_config):
-    """One network input (3, H, W) float32: the whole image as the person box, cropped and
-    normalised with the library pre-processing, as deploy does for a box."""
-    from posekit.codec.transforms import box_to_center_scale, crop, normalize
-    dc = deploy_config
-    h, w = image_bgr.shape[:2]
-    center, scale = box_to_center_scale(0, 0, w, h, dc.aspect_ratio)
-    patch = crop(image_bgr, center, scale, 0, dc.input_size)
-    return normalize(patch, dc.color_rgb, dc.pixel_scale, dc.mean, dc.std)
-
-
 def load_calibration_inputs(paths, deploy_config):
-    """Inputs (N, 3, H, W) for the readable images of ``paths``; returns (inputs, used, skipped)."""
-    import cv2
+    """Inputs (N, 3, H, W) for the readable images of ``paths``; returns (inputs, used, skipped).
+
+    Images are read as deploy reads them (:func:`posekit.io.read_image`, EXIF orientation
+    ignored), so the quantiser is calibrated on what the model will be fed."""
     inputs, used, skipped = [], [], []
     for path in paths:
-        image = cv2.imread(path, cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
+        try:
+            image = read_image(path)
+        except ImageReadError:
             skipped.append(path)
             continue
-        inputs.append(whole_image_input(image, deploy_config))
+        # the whole image as the person box, through the deploy config's input spec
+        inputs.append(deploy_config.input_spec.prepare(image)[0][0])
         used.append(path)
     if not inputs:
         raise QuantizeError('none of the %d calibration images could be read (first: %s)'
@@ -171,7 +162,9 @@ def quantize_int8(fp32_path, int8_path, inputs, per_channel=True, reduce_range=F
         except Exception as e:
             raise QuantizeError('int8 quantisation of %s failed: %s'
                                 % (fp32_path, _first_line(e))) from e
-        shutil.move(tmp_out, int8_path)  # the temporary folder may be on another device
+        # the temporary folder may be on another device: copy beside the target, then rename
+        with atomic_path(int8_path) as dst:
+            shutil.copyfile(tmp_out, dst)
     return int8_path
 
 

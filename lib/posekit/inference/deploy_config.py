@@ -9,11 +9,11 @@ same two objects.
 Version 2 (this one) nests ``input`` and ``codec``; folders written by version 1 (flat fields,
 posekit 0.1) still load: :meth:`DeployConfig.from_dict` converts them.
 """
-import json
 import os
 
 from posekit.codec import codec_from_dict, input_spec_from_dict
 from posekit.errors import PosekitInputError
+from posekit.io import InputFileError, read_json, write_json
 
 __all__ = ['DeployConfig', 'DeployConfigError', 'DEPLOY_CONFIG_NAME', 'deploy_config_path']
 
@@ -174,15 +174,8 @@ class DeployConfig:
             raise DeployConfigError('%s has a malformed value: %s' % (source, e)) from e
 
     def save(self, path):
-        """Write atomically (a temporary file renamed over ``path``)."""
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        tmp = path + '.tmp'
-        with open(tmp, 'w', encoding='utf-8') as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write('\n')
-        os.replace(tmp, path)
-        return path
+        """Write as indented json, atomically (:func:`posekit.io.write_json`)."""
+        return write_json(path, self.to_dict(), indent=2)
 
     @classmethod
     def load(cls, path):
@@ -190,10 +183,9 @@ class DeployConfig:
             raise DeployConfigError('deploy config not found: %s (export.py writes it beside the '
                                     'model)' % path)
         try:
-            with open(path, 'r', encoding='utf-8') as f:
-                data = json.load(f)
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise DeployConfigError('cannot parse deploy config %s: %s' % (path, e)) from e
+            data = read_json(path, 'deploy config')
+        except InputFileError as e:
+            raise DeployConfigError(str(e)) from e
         return cls.from_dict(data, source=path)
 
     def __eq__(self, other):

@@ -17,6 +17,10 @@ best first; no person gives an empty (0, 5) array and the caller decides what to
 import cv2
 import numpy as np
 
+from posekit.errors import PosekitInputError
+
+from posekit.errors import PosekitInputError
+
 __all__ = ['DETECTORS', 'DetectorError', 'DetectorUnavailable', 'HOGPersonDetector',
            'WholeImageDetector', 'build_detector', 'hog_available', 'nms', 'hog_windows_to_boxes']
 
@@ -29,7 +33,7 @@ HOG_WINDOW = (64, 128)
 HOG_PERSON_FRACTION = (0.625, 0.75)  # (w, h) of the person inside a detection window
 
 
-class DetectorError(ValueError):
+class DetectorError(PosekitInputError):
     """An unknown detector or bad detector settings."""
 
 

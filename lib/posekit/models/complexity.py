@@ -47,7 +47,9 @@ import paddle
 import paddle.nn as nn
 from paddle.nn.layer.conv import _ConvNd
 
-__all__ = ['count_complexity', 'count_parameters', 'model_complexity', 'model_label', 'model_info',
+from posekit.models import build_model, model_label
+
+__all__ = ['count_complexity', 'count_parameters', 'model_complexity', 'model_info',
            'format_model_info']
 
 _PADDLE_DIR = os.path.dirname(os.path.abspath(paddle.__file__)) + os.sep
@@ -285,43 +287,8 @@ def count_complexity(model, image_size, batch_size=1, seed=0):
 def model_complexity(cfg, model=None):
     """:func:`count_complexity` of the model of ``cfg`` (built if not given) at ``MODEL.IMAGE_SIZE``."""
     if model is None:
-        from posekit.models import build_model
         model = build_model(cfg, is_train=False)
     return count_complexity(model, cfg.MODEL.IMAGE_SIZE)
-
-
-# HRNet variants are told apart by their stage-2 width; the two small ones are named as [CAV] does.
-_HRNET_NAMES = {16: 'w18_small_v1', 18: 'w18_small_v2'}
-
-
-def model_label(cfg):
-    """Readable model name with depth/variant: ``pose_resnet_50``, ``lpn_18h``, ``pose_hrnet_w32``."""
-    name = cfg.MODEL.NAME
-    extra = cfg.MODEL.EXTRA
-    if name == 'pose_resnet':
-        label = 'pose_resnet_%s' % extra.get('NUM_LAYERS', '?')
-        if cfg.MODEL.get('STYLE', 'pytorch') == 'caffe':
-            label += ' (caffe style)'
-        return label
-    if name == 'lpn':
-        depth = extra.get('NUM_LAYERS', '?')
-        label = 'lpn_%s' % depth
-        # LW_BasicBlock with 2 channels per group is the README's "h" (half-depthwise) row.
-        if depth in (18, 34) and extra.get('BASIC_GROUP_WIDTH', 2) == 2:
-            label += 'h'
-        attention = extra.get('ATTENTION', 'GC')
-        if attention not in ('GC', 'SE'):
-            label += ' (no attention)'
-        elif attention == 'SE':
-            label += ' (SE attention)'
-        return label
-    if name == 'pose_hrnet':
-        try:
-            width = int(extra.STAGE2.NUM_CHANNELS[0])
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
-            return name
-        return 'pose_hrnet_%s' % _HRNET_NAMES.get(width, 'w%d' % width)
-    return name
 
 
 def model_info(cfg, cfg_file=None, model=None):

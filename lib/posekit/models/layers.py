@@ -6,6 +6,8 @@ BatchNorm everywhere uses the reference settings: PyTorch momentum 0.1 == Paddle
 import paddle
 import paddle.nn as nn
 
+from posekit.config import ConfigError
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
@@ -26,7 +28,7 @@ def deconv_padding(kernel):
     """Kernel -> (padding, output_padding) so that every deconvolution exactly doubles the size."""
     table = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
     if kernel not in table:
-        raise ValueError('deconvolution kernel must be 2, 3 or 4, got %r' % (kernel,))
+        raise ConfigError('deconvolution kernel must be 2, 3 or 4, got %r' % (kernel,))
     return table[kernel]
 
 
@@ -156,8 +158,8 @@ def make_deconv_head(in_channels, num_layers, filters, kernels, with_bias=False,
     Returns ``(sequential, out_channels)``.
     """
     if not (num_layers == len(filters) == len(kernels)):
-        raise ValueError('NUM_DECONV_LAYERS (%d) must equal the lengths of NUM_DECONV_FILTERS (%d) '
-                         'and NUM_DECONV_KERNELS (%d)' % (num_layers, len(filters), len(kernels)))
+        raise ConfigError('NUM_DECONV_LAYERS (%d) must equal the lengths of NUM_DECONV_FILTERS (%d) '
+                          'and NUM_DECONV_KERNELS (%d)' % (num_layers, len(filters), len(kernels)))
     layers = []
     inplanes = in_channels
     for planes, kernel in zip(filters, kernels):
@@ -178,7 +180,7 @@ def make_deconv_head(in_channels, num_layers, filters, kernels, with_bias=False,
 
 def final_conv(in_channels, num_joints, kernel):
     if kernel not in (1, 3):
-        raise ValueError('FINAL_CONV_KERNEL must be 1 or 3, got %r' % (kernel,))
+        raise ConfigError('FINAL_CONV_KERNEL must be 1 or 3, got %r' % (kernel,))
     return nn.Conv2D(in_channels, num_joints, kernel, stride=1, padding=1 if kernel == 3 else 0)
 
 

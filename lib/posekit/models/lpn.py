@@ -17,23 +17,14 @@ import math
 import paddle
 import paddle.nn as nn
 
+from posekit.config import ConfigError
+from posekit.config.default import MODEL_EXTRA_DEFAULTS
 from posekit.models.layers import (ResNetTrunk, bn, conv1x1, conv3x3, final_conv, init_all_normal, init_head,
                      make_deconv_head)
 
-EXTRA_DEFAULTS = {
-    'NUM_LAYERS': 50,
-    'DECONV_WITH_BIAS': False,
-    'NUM_DECONV_LAYERS': 2,
-    'NUM_DECONV_FILTERS': [256, 256],
-    'NUM_DECONV_KERNELS': [4, 4],
-    'FINAL_CONV_KERNEL': 1,
-    # 'GC' (every shipped config), 'SE' (defined by [LPN], used by no config); anything else: none.
-    'ATTENTION': 'GC',
-    # Channels per group of the two 3x3 convs of LW_BasicBlock (LPN-18/34 only). 2 is what the
-    # [CAV] code builds (README rows "lpn_18h"/"lpn_34h"); 1 = fully depthwise, which reproduces
-    # the README's non-h rows (inferred, REFERENCE_SPEC 4.2).
-    'BASIC_GROUP_WIDTH': 2,
-}
+# The valid MODEL.EXTRA keys and their defaults: config schema, declared in
+# posekit.config.default so that loading a config needs no network code.
+EXTRA_DEFAULTS = MODEL_EXTRA_DEFAULTS['lpn']
 
 
 def _attention_hidden(channels):
@@ -154,8 +145,8 @@ class LWBasicBlock(nn.Layer):
         super().__init__()
         for c in (inplanes, planes):
             if c % group_width:
-                raise ValueError('MODEL.EXTRA.BASIC_GROUP_WIDTH %d does not divide %d channels'
-                                 % (group_width, c))
+                raise ConfigError('MODEL.EXTRA.BASIC_GROUP_WIDTH %d does not divide %d channels'
+                                  % (group_width, c))
         self.conv1 = conv3x3(inplanes, planes, stride, groups=inplanes // group_width)
         self.bn1 = bn(planes)
         self.relu = nn.ReLU()
@@ -214,16 +205,39 @@ class LPN(ResNetTrunk):
 def get_pose_net(cfg, is_train=False):
     extra = cfg.MODEL.EXTRA
     if extra.NUM_LAYERS not in LPN_SPEC:
-        raise ValueError('MODEL.EXTRA.NUM_LAYERS for lpn must be one of %s, got %r'
-                         % (sorted(LPN_SPEC), extra.NUM_LAYERS))
+        raise ConfigError('MODEL.EXTRA.NUM_LAYERS for lpn must be one of %s, got %r'
+                          % (sorted(LPN_SPEC), extra.NUM_LAYERS))
     if extra.BASIC_GROUP_WIDTH < 1:
-        raise ValueError('MODEL.EXTRA.BASIC_GROUP_WIDTH must be a positive number of channels per '
-                         'group, got %r' % (extra.BASIC_GROUP_WIDTH,))
+        raise ConfigError('MODEL.EXTRA.BASIC_GROUP_WIDTH must be a positive number of channels per '
+                          'group, got %r' % (extra.BASIC_GROUP_WIDTH,))
     if extra.ATTENTION not in ATTENTION_KINDS:
-        raise ValueError("MODEL.EXTRA.ATTENTION must be one of 'GC', 'SE' or 'NONE', got %r"
-                         % (extra.ATTENTION,))
+        raise ConfigError("MODEL.EXTRA.ATTENTION must be one of 'GC', 'SE' or 'NONE', got %r"
+                          % (extra.ATTENTION,))
     block, layers = LPN_SPEC[extra.NUM_LAYERS]
     model = LPN(block, layers, cfg.MODEL.NUM_JOINTS, extra)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
     return model
+
+
+# -- names: run folders, model_info, the result table -------------------------------------------
+
+def model_tag(cfg):
+    """``lpn``: [LPN]/[CAV] name output folders after ``MODEL.NAME``."""
+    return cfg.MODEL.NAME
+
+
+def model_label(cfg):
+    """``lpn_50``, ``lpn_18h``, ``lpn_50 (SE attention)``, ``lpn_50 (no attention)``."""
+    extra = cfg.MODEL.EXTRA
+    depth = extra.get('NUM_LAYERS', '?')
+    label = 'lpn_%s' % depth
+    # LW_BasicBlock with 2 channels per group is the README's "h" (half-depthwise) row.
+    if depth in (18, 34) and extra.get('BASIC_GROUP_WIDTH', 2) == 2:
+        label += 'h'
+    attention = extra.get('ATTENTION', 'GC')
+    if attention not in ('GC', 'SE'):
+        label += ' (no attention)'
+    elif attention == 'SE':
+        label += ' (SE attention)'
+    return label

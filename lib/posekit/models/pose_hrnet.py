@@ -19,21 +19,13 @@ small HRNets use a lighter layer1 (e.g. 1 Bottleneck of planes 32 for W18-small-
 """
 import paddle.nn as nn
 
+from posekit.config import ConfigError
+from posekit.config.default import MODEL_EXTRA_DEFAULTS
 from posekit.models.layers import BasicBlock, Bottleneck, bn, bn_init, conv1x1, conv3x3, final_conv, normal_init, projection
 
-EXTRA_DEFAULTS = {
-    'PRETRAINED_LAYERS': ['*'],
-    'FINAL_CONV_KERNEL': 1,
-    'STEM_INPLANES': 64,
-    'STAGE1': {'NUM_MODULES': 1, 'NUM_BRANCHES': 1, 'BLOCK': 'BOTTLENECK', 'NUM_BLOCKS': [4],
-               'NUM_CHANNELS': [64], 'FUSE_METHOD': 'SUM'},
-    'STAGE2': {'NUM_MODULES': 1, 'NUM_BRANCHES': 2, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4],
-               'NUM_CHANNELS': [32, 64], 'FUSE_METHOD': 'SUM'},
-    'STAGE3': {'NUM_MODULES': 4, 'NUM_BRANCHES': 3, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4, 4],
-               'NUM_CHANNELS': [32, 64, 128], 'FUSE_METHOD': 'SUM'},
-    'STAGE4': {'NUM_MODULES': 3, 'NUM_BRANCHES': 4, 'BLOCK': 'BASIC', 'NUM_BLOCKS': [4, 4, 4, 4],
-               'NUM_CHANNELS': [32, 64, 128, 256], 'FUSE_METHOD': 'SUM'},
-}
+# The valid MODEL.EXTRA keys and their defaults: config schema, declared in
+# posekit.config.default so that loading a config needs no network code.
+EXTRA_DEFAULTS = MODEL_EXTRA_DEFAULTS['pose_hrnet']
 
 BLOCKS = {'BASIC': BasicBlock, 'BOTTLENECK': Bottleneck}
 
@@ -74,9 +66,9 @@ class HighResolutionModule(nn.Layer):
     def __init__(self, block, num_blocks, num_inchannels, num_channels, multi_scale_output=True):
         super().__init__()
         if not (len(num_blocks) == len(num_inchannels) == len(num_channels)):
-            raise ValueError('HighResolutionModule: NUM_BLOCKS (%d), input channels (%d) and '
-                             'NUM_CHANNELS (%d) must have one entry per branch'
-                             % (len(num_blocks), len(num_inchannels), len(num_channels)))
+            raise ConfigError('HighResolutionModule: NUM_BLOCKS (%d), input channels (%d) and '
+                              'NUM_CHANNELS (%d) must have one entry per branch'
+                              % (len(num_blocks), len(num_inchannels), len(num_channels)))
         self.num_branches = len(num_channels)
         self.multi_scale_output = multi_scale_output
         self.branches = nn.LayerList([
@@ -167,42 +159,42 @@ def check_extra(extra):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
     if not positive_int(extra['STEM_INPLANES']):
-        raise ValueError('MODEL.EXTRA.STEM_INPLANES must be a positive int, got %r'
-                         % (extra['STEM_INPLANES'],))
+        raise ConfigError('MODEL.EXTRA.STEM_INPLANES must be a positive int, got %r'
+                          % (extra['STEM_INPLANES'],))
     if extra['FINAL_CONV_KERNEL'] not in (1, 3):
-        raise ValueError('MODEL.EXTRA.FINAL_CONV_KERNEL must be 1 or 3, got %r'
-                         % (extra['FINAL_CONV_KERNEL'],))
+        raise ConfigError('MODEL.EXTRA.FINAL_CONV_KERNEL must be 1 or 3, got %r'
+                          % (extra['FINAL_CONV_KERNEL'],))
     layers = list(extra['PRETRAINED_LAYERS'])
     bad = [name for name in layers if name != '*' and name not in TOP_LEVEL_NAMES]
     if bad:
-        raise ValueError('MODEL.EXTRA.PRETRAINED_LAYERS: unknown layer name(s) %s; valid: * or %s'
-                         % (', '.join(map(repr, bad)), ', '.join(TOP_LEVEL_NAMES)))
+        raise ConfigError('MODEL.EXTRA.PRETRAINED_LAYERS: unknown layer name(s) %s; valid: * or %s'
+                          % (', '.join(map(repr, bad)), ', '.join(TOP_LEVEL_NAMES)))
     prev_branches = 1
     for name in _STAGES:
         s = extra[name]
         key = 'MODEL.EXTRA.%s' % name
         if s['BLOCK'] not in BLOCKS:
-            raise ValueError("%s.BLOCK must be 'BASIC' or 'BOTTLENECK', got %r" % (key, s['BLOCK']))
+            raise ConfigError("%s.BLOCK must be 'BASIC' or 'BOTTLENECK', got %r" % (key, s['BLOCK']))
         if s['FUSE_METHOD'] != 'SUM':
-            raise ValueError("%s.FUSE_METHOD: only 'SUM' exists, got %r" % (key, s['FUSE_METHOD']))
+            raise ConfigError("%s.FUSE_METHOD: only 'SUM' exists, got %r" % (key, s['FUSE_METHOD']))
         nb, blocks, channels = s['NUM_BRANCHES'], list(s['NUM_BLOCKS']), list(s['NUM_CHANNELS'])
         if not (nb == len(blocks) == len(channels)):
-            raise ValueError('%s: NUM_BRANCHES (%r) must equal len(NUM_BLOCKS) (%d) and '
-                             'len(NUM_CHANNELS) (%d)' % (key, nb, len(blocks), len(channels)))
+            raise ConfigError('%s: NUM_BRANCHES (%r) must equal len(NUM_BLOCKS) (%d) and '
+                              'len(NUM_CHANNELS) (%d)' % (key, nb, len(blocks), len(channels)))
         if not all(positive_int(v) for v in blocks + channels):
-            raise ValueError('%s: NUM_BLOCKS and NUM_CHANNELS must be positive ints, got %r / %r'
-                             % (key, blocks, channels))
+            raise ConfigError('%s: NUM_BLOCKS and NUM_CHANNELS must be positive ints, got %r / %r'
+                              % (key, blocks, channels))
         if not positive_int(s['NUM_MODULES']):
-            raise ValueError('%s.NUM_MODULES must be a positive int, got %r' % (key, s['NUM_MODULES']))
+            raise ConfigError('%s.NUM_MODULES must be a positive int, got %r' % (key, s['NUM_MODULES']))
         if name == 'STAGE1':
             # layer1 is a single residual stack, not a multi-branch stage.
             if nb != 1 or s['NUM_MODULES'] != 1:
-                raise ValueError('%s describes layer1: NUM_BRANCHES and NUM_MODULES must be 1, got %r and %r'
-                                 % (key, nb, s['NUM_MODULES']))
+                raise ConfigError('%s describes layer1: NUM_BRANCHES and NUM_MODULES must be 1, got %r and %r'
+                                  % (key, nb, s['NUM_MODULES']))
         elif nb < prev_branches:
             # A stage only adds lower-resolution branches (2 / 3 / 4 in every HRNet).
-            raise ValueError('%s.NUM_BRANCHES (%d) must not be smaller than the previous stage\'s (%d)'
-                             % (key, nb, prev_branches))
+            raise ConfigError('%s.NUM_BRANCHES (%d) must not be smaller than the previous stage\'s (%d)'
+                              % (key, nb, prev_branches))
         prev_branches = nb
 
 
@@ -253,8 +245,8 @@ class PoseHighResolutionNet(nn.Layer):
         h, w = x.shape[2], x.shape[3]
         m = self._size_multiple
         if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 and (h % m or w % m):
-            raise ValueError('pose_hrnet: the 1/4-resolution feature map (%dx%d) must be divisible by %d '
-                             '(input height and width multiples of %d)' % (h, w, m, 4 * m))
+            raise ConfigError('pose_hrnet: the 1/4-resolution feature map (%dx%d) must be divisible by %d '
+                              '(input height and width multiples of %d)' % (h, w, m, 4 * m))
 
     def forward(self, x):
         x = self.relu(self.bn1(self.conv1(x)))
@@ -284,3 +276,23 @@ def get_pose_net(cfg, is_train=False):
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
     return model
+
+
+# -- names: run folders, model_info, the result table -------------------------------------------
+
+# HRNet variants are told apart by their stage-2 width; the two small ones are named as [CAV] does.
+_VARIANT_NAMES = {16: 'w18_small_v1', 18: 'w18_small_v2'}
+
+
+def model_tag(cfg):
+    """``pose_hrnet``: output folders are named after ``MODEL.NAME``."""
+    return cfg.MODEL.NAME
+
+
+def model_label(cfg):
+    """``pose_hrnet_w32``, ``pose_hrnet_w18_small_v2`` (``pose_hrnet`` without a stage-2 width)."""
+    try:
+        width = int(cfg.MODEL.EXTRA.STAGE2.NUM_CHANNELS[0])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return cfg.MODEL.NAME
+    return 'pose_hrnet_%s' % _VARIANT_NAMES.get(width, 'w%d' % width)

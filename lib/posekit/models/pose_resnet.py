@@ -4,16 +4,13 @@ A torchvision-style ResNet without avgpool/fc, three stride-2 deconvolutions and
 Keys match the [MS] state dicts: ``conv1``, ``bn1``, ``layer{1..4}``, ``deconv_layers.{0,1,3,4,6,7}``,
 ``final_layer``.
 """
+from posekit.config import ConfigError
+from posekit.config.default import MODEL_EXTRA_DEFAULTS
 from posekit.models.layers import BasicBlock, Bottleneck, ResNetTrunk, final_conv, init_head, make_deconv_head
 
-EXTRA_DEFAULTS = {
-    'NUM_LAYERS': 50,
-    'DECONV_WITH_BIAS': False,
-    'NUM_DECONV_LAYERS': 3,
-    'NUM_DECONV_FILTERS': [256, 256, 256],
-    'NUM_DECONV_KERNELS': [4, 4, 4],
-    'FINAL_CONV_KERNEL': 1,
-}
+# The valid MODEL.EXTRA keys and their defaults: config schema, declared in
+# posekit.config.default so that loading a config needs no network code.
+EXTRA_DEFAULTS = MODEL_EXTRA_DEFAULTS['pose_resnet']
 
 RESNET_SPEC = {
     18: (BasicBlock, [2, 2, 2, 2]),
@@ -45,10 +42,31 @@ class PoseResNet(ResNetTrunk):
 def get_pose_net(cfg, is_train=False):
     extra = cfg.MODEL.EXTRA
     if extra.NUM_LAYERS not in RESNET_SPEC:
-        raise ValueError('MODEL.EXTRA.NUM_LAYERS for pose_resnet must be one of %s, got %r'
-                         % (sorted(RESNET_SPEC), extra.NUM_LAYERS))
+        raise ConfigError('MODEL.EXTRA.NUM_LAYERS for pose_resnet must be one of %s, got %r'
+                          % (sorted(RESNET_SPEC), extra.NUM_LAYERS))
     block, layers = RESNET_SPEC[extra.NUM_LAYERS]
     model = PoseResNet(block, layers, cfg.MODEL.NUM_JOINTS, extra, style=cfg.MODEL.STYLE)
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
     return model
+
+
+# -- names: run folders ([MS] layout), model_info, the result table ------------------------------
+
+def model_tag(cfg):
+    """``pose_resnet_<depth>``, as [MS] names its output folders."""
+    return 'pose_resnet_%d' % cfg.MODEL.EXTRA.NUM_LAYERS
+
+
+def model_label(cfg):
+    """``pose_resnet_50``, ``pose_resnet_50 (caffe style)``."""
+    label = 'pose_resnet_%s' % cfg.MODEL.EXTRA.get('NUM_LAYERS', '?')
+    if cfg.MODEL.get('STYLE', 'pytorch') == 'caffe':
+        label += ' (caffe style)'
+    return label
+
+
+def arch_suffix(cfg):
+    """[MS] ends its result-table row label with the deconv widths: ``_d256d256d256``."""
+    filters = cfg.MODEL.EXTRA.get('NUM_DECONV_FILTERS', [256] * 3)
+    return '_' + ''.join('d%d' % int(c) for c in filters)

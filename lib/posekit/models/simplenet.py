@@ -10,26 +10,13 @@ depthwise 3x3 / BN, project 1x1 / BN), ``deconv_layers.{0,1,3,4,6,7}``, ``final_
 """
 import paddle.nn as nn
 
+from posekit.config import ConfigError
+from posekit.config.default import MODEL_EXTRA_DEFAULTS
 from posekit.models.layers import bn, conv1x1, conv3x3, final_conv, init_head, make_deconv_head
 
-EXTRA_DEFAULTS = {
-    'STEM_CHANNELS': 64,
-    'STEM_STRIDE': 2,
-    # One row per inverted-residual block: [hidden, out, stride]. Channels are read off the
-    # checkpoint; the stride-2 positions (blocks 2, 4, 6, 11, the MobileNetV2 pattern) are
-    # inferred (REFERENCE_SPEC 4.4) and give the total stride 32.
-    'BLOCKS': [[64, 16, 1], [32, 24, 2], [48, 24, 1], [72, 32, 2], [96, 32, 1], [96, 64, 2],
-               [192, 64, 1], [192, 64, 1], [192, 96, 1], [288, 96, 1], [288, 160, 2],
-               [480, 160, 1], [480, 64, 1]],
-    # ReLU6 is assumed (MobileNetV2 convention; plain ReLU gives practically the same outputs with
-    # the released weights). The head always uses ReLU, as in Simple Baselines.
-    'ACTIVATION': 'relu6',
-    'NUM_DECONV_LAYERS': 3,
-    'NUM_DECONV_FILTERS': [24, 24, 24],
-    'NUM_DECONV_KERNELS': [4, 4, 4],
-    'DECONV_WITH_BIAS': False,
-    'FINAL_CONV_KERNEL': 1,
-}
+# The valid MODEL.EXTRA keys and their defaults: config schema, declared in
+# posekit.config.default so that loading a config needs no network code.
+EXTRA_DEFAULTS = MODEL_EXTRA_DEFAULTS['simplenet']
 
 _ACTIVATIONS = {'relu6': nn.ReLU6, 'relu': nn.ReLU}
 
@@ -37,8 +24,8 @@ _ACTIVATIONS = {'relu6': nn.ReLU6, 'relu': nn.ReLU}
 def _activation(name):
     key = str(name).lower()
     if key not in _ACTIVATIONS:
-        raise ValueError("MODEL.EXTRA.ACTIVATION for simplenet must be one of %s, got %r"
-                         % (sorted(_ACTIVATIONS), name))
+        raise ConfigError("MODEL.EXTRA.ACTIVATION for simplenet must be one of %s, got %r"
+                          % (sorted(_ACTIVATIONS), name))
     return _ACTIVATIONS[key]
 
 
@@ -68,7 +55,7 @@ class SimpleNet(nn.Layer):
         super().__init__()
         act = _activation(extra.ACTIVATION)
         if extra.STEM_STRIDE not in (1, 2):
-            raise ValueError('MODEL.EXTRA.STEM_STRIDE must be 1 or 2, got %r' % (extra.STEM_STRIDE,))
+            raise ConfigError('MODEL.EXTRA.STEM_STRIDE must be 1 or 2, got %r' % (extra.STEM_STRIDE,))
         stem = extra.STEM_CHANNELS
         features = [nn.Sequential(
             nn.Conv2D(3, stem, 3, stride=extra.STEM_STRIDE, padding=1, bias_attr=False),
@@ -76,8 +63,8 @@ class SimpleNet(nn.Layer):
         inplanes = stem
         for i, row in enumerate(extra.BLOCKS):
             if len(row) != 3 or row[2] not in (1, 2) or min(row[:2]) <= 0:
-                raise ValueError('MODEL.EXTRA.BLOCKS[%d] must be [hidden, out, stride] with positive '
-                                 'channels and stride 1 or 2, got %r' % (i, row))
+                raise ConfigError('MODEL.EXTRA.BLOCKS[%d] must be [hidden, out, stride] with positive '
+                                  'channels and stride 1 or 2, got %r' % (i, row))
             hidden, planes, stride = row
             features.append(InvertedResidual(inplanes, hidden, planes, stride, act))
             inplanes = planes
@@ -105,3 +92,14 @@ def get_pose_net(cfg, is_train=False):
     if is_train and cfg.MODEL.INIT_WEIGHTS:
         model.init_weights(cfg.MODEL.PRETRAINED)
     return model
+
+
+# -- names: run folders, model_info, the result table -------------------------------------------
+
+def model_tag(cfg):
+    """``simplenet``: output folders are named after ``MODEL.NAME``."""
+    return cfg.MODEL.NAME
+
+
+def model_label(cfg):
+    return cfg.MODEL.NAME

@@ -12,13 +12,12 @@ milliseconds per person, the median of ``--runs`` timed runs after ``--warmup`` 
 * inference only: the predictor's ``inference`` stage of those same calls, i.e. the runner call
   (two calls and the heatmap fusion with the flip test).
 
-The weights are random (seeded): latency does not depend on their values. BatchNorm statistics
-are set from a forward pass on synthetic pictures (each BN layer gets the mean/variance of its
-own input), so every layer sees activations of a trained network's range - no overflow, no
-denormals - and the final layer is scaled so heatmaps peak near 1. Each model is exported once
-into ``--work-dir`` (ONNX opset 11 + Paddle inference model through :func:`posekit.export.exporter.
-export_model`, static QDQ int8 through :func:`posekit.export.quantize.quantize_model` calibrated on
-synthetic pictures) and reused by later runs.
+The weights are random (seeded): latency does not depend on their values. They are conditioned
+to run like a trained network's (:mod:`posekit.benchmark.models`: BatchNorm statistics from
+synthetic pictures, heatmaps peaking near 1). Each model is exported once into ``--work-dir``
+(ONNX opset 11 + Paddle inference model, static QDQ int8 calibrated on synthetic pictures) and
+reused by later runs while its config and weights fingerprints match
+(:mod:`posekit.benchmark.export_cache`); the timing is :func:`posekit.benchmark.time_predictor`.
 
 Threads: every (model, backend, threads) configuration runs in its own subprocess (this script
 with ``--single``) whose environment has ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` set: Paddle
@@ -29,15 +28,16 @@ process. Paddle Inference also gets ``set_cpu_math_library_num_threads`` and ONN
 conversion, a runtime error, a crash, a timeout - is a "failed: <reason>" cell, not a crash.
 """
 import argparse
-import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 
+from posekit.benchmark.export_cache import (CALIB_IMAGES, SEED, cache_key, cached_manifest,
+                                            model_dir, needs_prepare, precheck_error)
+from posekit.benchmark.failures import last_error_line, short_reason
+from posekit.benchmark.machine import cpu_name, versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 MODELS = [
@@ -58,299 +58,35 @@ BACKENDS = [
 # The goals of the issue: flip test on, end to end, 1 thread, per person.
 TARGETS = [('LPN-50', 50.0), ('SimpleNet', 15.0)]
 
-SEED = 0
 IMAGE_SIZE = (640, 480)      # [W, H] of the benchmark picture (one person box in it)
-CALIB_IMAGES = 8             # synthetic pictures for the BN statistics and int8 calibration
-CALIB_SIZE = (288, 384)      # [W, H]: one person filling a 3:4 picture, like a person box
-MANIFEST = 'bench_manifest.json'
-WEIGHTS = 'weights.pdparams'
-CALIB_DIR = 'calib_images'
-# Bump when the preparation changes (weights, export options): cached exports are then redone.
-PREPARE_VERSION = 1
-REASON_CHARS = 60
-# an absolute path inside an error message: only its file name is kept in a table cell
-_PATH = re.compile(r'(?:/[^\s/:\'"]+)+/([^\s/:\'"]+)')
 
 
-# -- small helpers ------------------------------------------------------------------------------
-
-def slug(label):
-    return ''.join(c if c.isalnum() else '_' for c in label.lower())
-
-
-def short_reason(error, limit=REASON_CHARS):
-    """The most telling line of an error (C++ tracebacks included), cut to ``limit`` chars."""
-    text = error if isinstance(error, str) else (str(error).strip() or type(error).__name__)
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-    pick = next((ln for ln in lines if 'Error:' in ln and not ln.startswith('In user code')),
-                lines[0] if lines else 'unknown error')
-    pick = _PATH.sub(r'\1', pick).replace('|', '/')  # short, and keeps markdown cells intact
-    return pick if len(pick) <= limit else pick[:limit - 3] + '...'
-
-
-def last_error_line(stderr):
-    """The last line of a subprocess's stderr that looks like an error (for crashes)."""
-    lines = [ln.strip() for ln in (stderr or '').splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if 'Error' in ln or 'error' in ln or 'Abort' in ln or 'fault' in ln:
-            return ln
-    return lines[-1] if lines else ''
-
-
-def read_json(path):
-    try:
-        with open(path, 'r', encoding='utf-8') as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def write_json(path, data):
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1)
-        f.write('\n')
-    os.replace(tmp, path)
-
-
-def versions():
-    """Library versions without importing paddle in the parent (it only orchestrates)."""
-    from importlib import metadata
-    out = {}
-    for dist in ('paddlepaddle', 'paddle2onnx', 'onnxruntime', 'onnx', 'numpy'):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
-
-
-def cpu_name():
-    try:
-        with open('/proc/cpuinfo', 'r') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def model_dir(work_dir, label):
-    return os.path.join(work_dir, slug(label))
-
-
-def prepare_key(label, experiment):
-    v = versions()
-    return {'version': PREPARE_VERSION, 'model': label, 'experiment': experiment, 'seed': SEED,
-            'calib_images': CALIB_IMAGES, 'paddlepaddle': v['paddlepaddle'],
-            'paddle2onnx': v['paddle2onnx'], 'onnxruntime': v['onnxruntime']}
-
-
-def cached_manifest(work_dir, label, experiment):
-    """The manifest of a previous preparation of this model, if it is still valid."""
-    m = read_json(os.path.join(model_dir(work_dir, label), MANIFEST))
-    if not m or m.get('key') != prepare_key(label, experiment):
-        return None
-    return m
-
-
-def needs_prepare(manifest, backends):
-    if manifest is None or not manifest.get('weights'):
-        return True
-    if any(b in backends for b in ('paddle', 'onnx', 'onnx-int8')) and manifest.get('export_error'):
-        return True  # retried: it may have been fixed since
-    if 'onnx-int8' in backends and not manifest.get('int8'):
-        return True
-    return False
-
-
-# -- preparation (in a subprocess): weights, export, int8 ---------------------------------------
-
-def synthetic_pictures(count, size, seed):
-    """``count`` real-looking BGR pictures with one person each, and that person's box."""
-    import numpy as np
-    from posekit.data.synthetic import render_scene
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(count):
-        image, people = render_scene(rng, image_size=size, max_people=1)
-        box = people[0]['bbox'] if people and min(people[0]['bbox'][2:]) > 1 else None
-        out.append((image, box))
-    return out
-
-
-def calibrate_batchnorm(model, batch):
-    """Set every BatchNorm's running mean/variance to the statistics of its own input on
-    ``batch`` (N, 3, H, W), in one eval-mode forward pass: each layer then normalises what it
-    actually receives, as in a trained network."""
-    import paddle
-    handles = []
-
-    def hook(layer, inputs):
-        x = inputs[0]
-        axes = [0] + list(range(2, x.ndim))
-        layer._mean.set_value(x.mean(axis=axes))
-        layer._variance.set_value(x.var(axis=axes, unbiased=False))
-
-    for layer in model.sublayers():
-        if hasattr(layer, '_mean') and hasattr(layer, '_variance'):
-            handles.append(layer.register_forward_pre_hook(hook))
-    model.eval()
-    with paddle.no_grad():
-        model(paddle.to_tensor(batch))
-    for h in handles:
-        h.remove()  # before export: the traced graph must not contain the hook
-    return len(handles)
-
-
-def scale_final_layer(model, batch):
-    """Scale the last 1x1 convolution so that heatmaps peak near 1, like a trained model's."""
-    import paddle
-    final = getattr(model, 'final_layer', None)
-    if final is None or not hasattr(final, 'weight'):
-        return None
-    with paddle.no_grad():
-        peak = float(paddle.abs(model(paddle.to_tensor(batch))).max())
-    if peak > 0:
-        final.weight.set_value(final.weight.numpy() / peak)
-        if getattr(final, 'bias', None) is not None:
-            final.bias.set_value(final.bias.numpy() / peak)
-    return peak
-
-
-def prepare(label, experiment, work_dir, want_int8):
-    """Make (or complete) the model folder: weights, exported models, int8; write the manifest."""
-    import cv2
-    import numpy as np
-    import paddle
+def model_config(experiment):
     from posekit.config import load_config
-    from posekit.inference.deploy_config import DeployConfig
-    from posekit.models import build_model
-    from posekit.export.quantize import INT8_NAME, whole_image_input
-
-    out = model_dir(work_dir, label)
-    os.makedirs(out, exist_ok=True)
-    manifest = cached_manifest(work_dir, label, experiment)
-    if manifest is None:
-        manifest = {'key': prepare_key(label, experiment), 'weights': None, 'export': None,
-                    'export_error': None, 'notes': [], 'int8': None, 'int8_error': None}
-    cfg = load_config(os.path.join(ROOT, experiment))
-    dc = DeployConfig.from_cfg(cfg)
-    calib_dir = os.path.join(out, CALIB_DIR)
-    if not os.path.isdir(calib_dir) or len(os.listdir(calib_dir)) < CALIB_IMAGES:
-        os.makedirs(calib_dir, exist_ok=True)
-        for i, (image, _) in enumerate(synthetic_pictures(CALIB_IMAGES, CALIB_SIZE, SEED + 1)):
-            cv2.imwrite(os.path.join(calib_dir, 'calib_%02d.png' % i), image)
-    calib = np.stack([whole_image_input(cv2.imread(os.path.join(calib_dir, f)), dc)
-                      for f in sorted(os.listdir(calib_dir))]).astype(np.float32)
-
-    paddle.seed(SEED)
-    model = build_model(cfg)
-    weights = os.path.join(out, WEIGHTS)
-    if manifest['weights'] and os.path.isfile(weights):
-        model.set_state_dict(paddle.load(weights))
-    else:
-        n_bn = calibrate_batchnorm(model, calib)
-        peak = scale_final_layer(model, calib)
-        paddle.save(model.state_dict(), weights)
-        manifest['weights'] = WEIGHTS
-        manifest['notes'] = ['random seeded weights; %d BatchNorm layers set from synthetic '
-                             'pictures; raw heatmap peak %.3g scaled to 1' % (n_bn, peak or 0)]
-        manifest['export'] = manifest['int8'] = None
-        write_json(os.path.join(out, MANIFEST), manifest)
-    model.eval()
-
-    if not manifest.get('export'):
-        from posekit.export.exporter import ParityError, export_model
-        manifest['export_error'] = None
-        try:
-            result = export_model(model, cfg, out, fmt='both', opset=11)
-            manifest['notes'] += result.notes
-            manifest['export'] = {'onnx': os.path.basename(result.onnx_file),
-                                  'paddle': os.path.basename(result.paddle_file),
-                                  'max_parity_diff': result.max_diff}
-        except ParityError as e:
-            # the files are written; latency is still meaningful, say so beside the table
-            manifest['export'] = {'onnx': 'model.onnx', 'paddle': 'model.json'}
-            manifest['notes'].append('parity check: ' + short_reason(e, 200))
-        except Exception as e:  # noqa: BLE001  (any export failure is a table cell)
-            manifest['export_error'] = 'export: ' + short_reason(e)
-        write_json(os.path.join(out, MANIFEST), manifest)
-
-    if want_int8 and manifest.get('export') and not manifest.get('int8'):
-        from posekit.export.quantize import quantize_model
-        manifest['int8_error'] = None
-        try:
-            report = quantize_model(os.path.join(out, manifest['export']['onnx']),
-                                    os.path.join(out, INT8_NAME), calib_dir, dc, threads=1)
-            manifest['int8'] = {'onnx': INT8_NAME, 'agreement': report.agreement}
-        except Exception as e:  # noqa: BLE001
-            manifest['int8_error'] = 'int8: ' + short_reason(e)
-        write_json(os.path.join(out, MANIFEST), manifest)
-    return manifest
+    return load_config(os.path.join(ROOT, experiment))
 
 
-# -- one timed configuration (in a subprocess) --------------------------------------------------
-
-def build_runner_for(backend, label, experiment, work_dir, threads, manifest):
-    from posekit.runtime import DygraphRunner, OnnxRunner, PaddleInferenceRunner
-    out = model_dir(work_dir, label)
-    if backend == 'dygraph':
-        import paddle
-        from posekit.checkpoint import load_checkpoint
-        from posekit.config import load_config
-        from posekit.models import build_model
-        cfg = load_config(os.path.join(ROOT, experiment))
-        model = build_model(cfg)
-        load_checkpoint(model, os.path.join(out, manifest['weights']))
-        paddle.set_grad_enabled(False)
-        return DygraphRunner(model, input_size=cfg.MODEL.IMAGE_SIZE, name=label)
-    if backend in ('paddle', 'onnx') and manifest.get('export_error'):
-        raise RuntimeError(manifest['export_error'])
-    if backend == 'paddle':
-        return PaddleInferenceRunner(os.path.join(out, manifest['export']['paddle']),
-                                     threads=threads)
-    if backend == 'onnx':
-        return OnnxRunner(os.path.join(out, manifest['export']['onnx']), threads=threads)
-    if backend == 'onnx-int8':
-        if not manifest.get('int8'):
-            raise RuntimeError(manifest.get('int8_error') or manifest.get('export_error')
-                               or 'int8: no quantised model')
-        return OnnxRunner(os.path.join(out, manifest['int8']['onnx']), threads=threads)
-    raise ValueError('unknown backend %r' % backend)
+def read_result(path):
+    """A json file a subprocess wrote, or None (it crashed before writing it)."""
+    from posekit.io import InputFileError, read_json
+    try:
+        return read_json(path)
+    except InputFileError:
+        return None
 
 
-def summary(values):
-    import numpy as np
-    v = np.asarray(values, dtype=np.float64)
-    return {'median': float(np.median(v)), 'min': float(v.min()),
-            'p10': float(np.percentile(v, 10)), 'p90': float(np.percentile(v, 90)),
-            'samples': [round(float(x), 4) for x in v]}
+def write_result(path, data):
+    from posekit.io import write_json
+    write_json(path, data, indent=1)
 
 
-def time_predictor(deploy_config, runner, image, boxes, runs, warmup):
-    """Milliseconds per ``predict`` call (one box = one person), flip off and on interleaved so
-    that a load change on a shared machine hits both alike."""
-    from posekit.inference.predictor import TopDownPredictor
-    predictors = {'off': TopDownPredictor(deploy_config, runner, flip_test=False),
-                  'on': TopDownPredictor(deploy_config, runner, flip_test=True)}
-    for _ in range(warmup):
-        for p in predictors.values():
-            p.predict(image, boxes)
-    samples = {f: {'e2e': [], 'inference': [], 'preprocess': [], 'decode': []} for f in predictors}
-    for _ in range(runs):
-        for flip, p in predictors.items():
-            t0 = time.perf_counter()
-            result = p.predict(image, boxes)
-            dt = (time.perf_counter() - t0) * 1e3
-            if len(result) != 1:
-                raise RuntimeError('expected one person, got %d' % len(result))
-            s = samples[flip]
-            s['e2e'].append(dt)
-            for stage in ('inference', 'preprocess', 'decode'):
-                s[stage].append(result.timings[stage])
-    return {flip: {k: summary(v) for k, v in s.items()} for flip, s in samples.items()}
+# -- the subprocesses: prepare a model folder, time one configuration -----------------------------
+
+def prepare_model(label, work_dir, want_int8):
+    """Make (or complete) the model folder: weights, exported models, int8; see export_cache."""
+    from posekit.benchmark.export_cache import prepare
+    cfg = model_config(dict(MODELS)[label])
+    return prepare(model_dir(work_dir, label), cfg, cache_key(label, cfg), want_int8)
 
 
 def run_single(args):
@@ -360,16 +96,20 @@ def run_single(args):
     res = {'model': label, 'backend': backend, 'threads': threads, 'status': 'failed',
            'error': None, 'note': None, 'env_omp': os.environ.get('OMP_NUM_THREADS')}
     try:
-        from posekit.config import load_config
+        from posekit.benchmark import time_predictor
+        from posekit.benchmark.export_cache import benchmark_runner
+        from posekit.benchmark.models import synthetic_pictures
         from posekit.inference.deploy_config import DeployConfig
-        manifest = cached_manifest(args.work_dir, label, experiment)
+        cfg = model_config(experiment)
+        folder = model_dir(args.work_dir, label)
+        manifest = cached_manifest(folder, cache_key(label, cfg))
         if manifest is None:
             raise RuntimeError('model not prepared in %s' % args.work_dir)
-        runner = build_runner_for(backend, label, experiment, args.work_dir, threads, manifest)
+        runner = benchmark_runner(backend, folder, cfg, manifest, threads, name=label)
         if getattr(runner, 'onednn_note', None):
             res['note'] = runner.onednn_note
         # from the config, not the exported deploy_config.json: dygraph needs no export
-        dc = DeployConfig.from_cfg(load_config(os.path.join(ROOT, experiment)))
+        dc = DeployConfig.from_cfg(cfg)
         image, box = synthetic_pictures(1, IMAGE_SIZE, SEED + 2)[0]
         boxes = None if box is None else [box]
         res['timings'] = time_predictor(dc, runner, image, boxes, args.runs, args.warmup)
@@ -377,7 +117,7 @@ def run_single(args):
         res['status'] = 'ok'
     except Exception as e:  # noqa: BLE001  (reported in the table)
         res['error'] = short_reason(e)
-    write_json(args.out, res)
+    write_result(args.out, res)
     return 0
 
 
@@ -413,17 +153,18 @@ def orchestrate(args, models, backends, threads_list):
     total = len(models) * len(backends) * len(threads_list)
     done = 0
     for label, experiment in models:
-        manifest = cached_manifest(args.work_dir, label, experiment)
-        if needs_prepare(manifest, backends):
+        folder = model_dir(args.work_dir, label)
+        key = cache_key(label, model_config(experiment))
+        manifest = cached_manifest(folder, key)
+        if needs_prepare(folder, manifest, backends):
             log('preparing %s in %s (weights, export%s)...'
-                % (label, model_dir(args.work_dir, label),
-                   ', int8' if 'onnx-int8' in backends else ''))
+                % (label, folder, ', int8' if 'onnx-int8' in backends else ''))
             t0 = time.perf_counter()
             argv = ['--prepare', label, '--work-dir', args.work_dir]
             if 'onnx-int8' in backends:
                 argv.append('--int8')
             rc, err = run_child(argv, 1, args.timeout)
-            manifest = cached_manifest(args.work_dir, label, experiment)
+            manifest = cached_manifest(folder, key)
             prep_error = None
             if rc is None:
                 prep_error = 'prepare: timeout after %ds' % args.timeout
@@ -457,7 +198,7 @@ def orchestrate(args, models, backends, threads_list):
                                 '--work-dir', args.work_dir, '--runs', str(args.runs),
                                 '--warmup', str(args.warmup)]
                         rc, err = run_child(argv, threads, args.timeout)
-                        got = read_json(out)
+                        got = read_result(out)
                     finally:
                         os.unlink(out)
                     if got:
@@ -472,16 +213,6 @@ def orchestrate(args, models, backends, threads_list):
                     done, total, label, backend, threads, '' if threads == 1 else 's',
                     progress_text(res)))
     return results, manifests
-
-
-def precheck_error(manifest, backend):
-    if not manifest or manifest.get('weights_error') or not manifest.get('weights'):
-        return (manifest or {}).get('weights_error') or 'not prepared'
-    if backend in ('paddle', 'onnx') and manifest.get('export_error'):
-        return manifest['export_error']
-    if backend == 'onnx-int8' and not manifest.get('int8'):
-        return manifest.get('export_error') or manifest.get('int8_error') or 'int8: not made'
-    return None
 
 
 def progress_text(res):
@@ -627,7 +358,7 @@ def main(argv=None):
     if args.prepare:
         import logging
         logging.getLogger('posekit').setLevel(logging.WARNING)
-        prepare(args.prepare, dict(MODELS)[args.prepare], args.work_dir, args.int8)
+        prepare_model(args.prepare, args.work_dir, args.int8)
         return 0
     if args.single:
         return run_single(args)
@@ -658,13 +389,13 @@ def main(argv=None):
         print('\nNotes:\n' + '\n'.join('- ' + n for n in notes))
     sys.stdout.flush()
     if args.json:
-        write_json(args.json, {'meta': {'cpu': cpu_name(), 'logical_cores': os.cpu_count(),
-                                        'load_average_start': load_start,
-                                        'load_average_end': load_end, 'versions': versions(),
-                                        'runs': args.runs, 'warmup': args.warmup,
-                                        'image_size': list(IMAGE_SIZE), 'work_dir': args.work_dir,
-                                        'unit': 'ms per person'},
-                               'prepare': manifests, 'results': results})
+        write_result(args.json, {'meta': {'cpu': cpu_name(), 'logical_cores': os.cpu_count(),
+                                          'load_average_start': load_start,
+                                          'load_average_end': load_end, 'versions': versions(),
+                                          'runs': args.runs, 'warmup': args.warmup,
+                                          'image_size': list(IMAGE_SIZE),
+                                          'work_dir': args.work_dir, 'unit': 'ms per person'},
+                                 'prepare': manifests, 'results': results})
     return 0
 
 

@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 
 MODELS = [
@@ -53,32 +52,19 @@ def mpii_cfg(root, extra=()):
 
 def bench_data(args):
     import numpy as np
+    from posekit.benchmark.throughput import (dataset_throughput, ensure_benchmark_images,
+                                              loader_throughput)
     from posekit.data import build_dataset
-    from posekit.data.loader import build_loader
-    from posekit.data.synthetic import ensure_synthetic
-    ensure_synthetic(args.data_root, 'mpii', num_train=args.num_images, num_valid=8, seed=0,
-                     image_size=(1280, 720), max_people=2)
-    cfg = mpii_cfg(args.data_root)
-    ds = build_dataset(cfg, is_train=True, rng=np.random.default_rng(0))
-    n = len(ds)
-    rows = []
-    ds[0]
-    t0 = time.perf_counter()
-    for i in range(n):
-        ds[i]
-    dt = time.perf_counter() - t0
-    rows.append(('in-process (0 workers)', 1, n / dt, n / dt))
+    ensure_benchmark_images(args.data_root, args.num_images)
+    ds = build_dataset(mpii_cfg(args.data_root), is_train=True, rng=np.random.default_rng(0))
+    rate = dataset_throughput(ds)
+    rows = [('in-process (0 workers)', 1, rate, rate)]
     for workers in (1, 2):
-        loader, seeded, sampler = build_loader(ds, 16, shuffle=True, workers=workers, seed=0)
-        count = 0
-        t0 = time.perf_counter()
-        for inputs, _, _, _ in loader:
-            count += inputs.shape[0]
-        dt = time.perf_counter() - t0
+        rate = loader_throughput(ds, workers)
         rows.append(('paddle.io.DataLoader, %d worker%s' % (workers, 's' if workers > 1 else ''),
-                     workers, count / dt, count / dt / workers))
+                     workers, rate, rate / workers))
     print('\n### Data loader (%d MPII-sized 1280x720 JPEGs, 256x256 training samples with '
-          'augmentation and targets)\n' % n)
+          'augmentation and targets)\n' % len(ds))
     print('| loader | processes | samples/s | samples/s per process |')
     print('|---|---|---|---|')
     for name, procs, total, per in rows:
@@ -97,39 +83,15 @@ def _selected(args):
 
 
 def bench_train(args):
-    import numpy as np
-    import paddle
+    from posekit.benchmark.timing import summary
+    from posekit.benchmark.throughput import train_step_times
     from posekit.config import load_config
-    from posekit.training.loss import build_loss
-    from posekit.models import build_model
-    from posekit.training.trainer import build_optimizer
     rows = []
     for label, exp in _selected(args):
         # no ImageNet file needed: the speed does not depend on the initial weights
         cfg = load_config(os.path.join(ROOT, exp), ['MODEL.INIT_WEIGHTS', 'False'])
-        paddle.seed(0)
-        model = build_model(cfg, is_train=True)
-        model.train()
-        opt = build_optimizer(cfg, model)
-        crit = build_loss(cfg)
+        med = summary(train_step_times(cfg, args.batch, args.iters))['median']
         w, h = cfg.MODEL.IMAGE_SIZE
-        hw, hh = cfg.MODEL.HEATMAP_SIZE
-        k = cfg.MODEL.NUM_JOINTS
-        rng = np.random.default_rng(0)
-        x = paddle.to_tensor(rng.standard_normal((args.batch, 3, h, w)).astype('float32'))
-        y = paddle.to_tensor(rng.random((args.batch, k, hh, hw)).astype('float32'))
-        tw = paddle.ones([args.batch, k, 1])
-        times = []
-        for it in range(args.iters + 1):
-            t0 = time.perf_counter()
-            loss = crit(model(x), y, tw)
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
-            float(loss)
-            if it:  # the first iteration warms up
-                times.append(time.perf_counter() - t0)
-        med = float(np.median(times))
         rows.append((label, '%dx%d' % (w, h), args.batch, args.batch / med, med * 1000))
         print('  %s: %.2f samples/s' % (label, args.batch / med), file=sys.stderr)
     # Paddle sets OMP_NUM_THREADS to 1 at import when it is unset: dygraph uses one core per
@@ -145,13 +107,10 @@ def bench_train(args):
 
 
 def bench_valid(args):
-    import paddle
-    from posekit.data import build_dataset
-    from posekit.evaluation.validate import predict_dataset
-    from posekit.models import build_model
-    from posekit.data.synthetic import ensure_synthetic
-    ensure_synthetic(args.data_root, 'mpii', num_train=args.num_images, num_valid=8, seed=0,
-                     image_size=(1280, 720), max_people=2)
+    from posekit.benchmark.models import seeded_model
+    from posekit.benchmark.throughput import (ensure_benchmark_images, validation_dataset,
+                                              validation_throughput)
+    ensure_benchmark_images(args.data_root, args.num_images)
     rows = []
     for label, exp in _selected(args):
         if not exp.startswith('experiments/mpii'):
@@ -160,19 +119,11 @@ def bench_valid(args):
         if 'resnet' in exp:
             from posekit.config import load_config
             cfg = load_config(os.path.join(ROOT, exp), ['DATASET.ROOT', args.data_root])
-        paddle.seed(0)
-        model = build_model(cfg)
-        ds = build_dataset(cfg, is_train=False)
-        # validation reads the training images too: more samples for a steadier number
-        ds.db = (ds.db * 8)[:64]
+        model = seeded_model(cfg, 0)
+        ds = validation_dataset(cfg)
         for flip in (False, True):
-            predict_dataset(cfg, model, ds, flip_test=flip, workers=1, batch_size=16,
-                            print_freq=10 ** 9)
-            t0 = time.perf_counter()
-            res = predict_dataset(cfg, model, ds, flip_test=flip, workers=1, batch_size=16,
-                                  print_freq=10 ** 9)
-            dt = time.perf_counter() - t0
-            rows.append((label, 'on' if flip else 'off', res['count'] / dt))
+            rows.append((label, 'on' if flip else 'off',
+                         validation_throughput(cfg, model, ds, flip)))
     print('\n### Validation (MPII 256x256, batch 16, 1 loader worker, data + predict + decode)\n')
     print('| model | flip test | samples/s |')
     print('|---|---|---|')

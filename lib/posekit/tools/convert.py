@@ -13,6 +13,9 @@ import argparse
 import os
 import sys
 
+from posekit.cli import run_tool
+
+PROG = 'convert'
 
 
 def parse_args(argv=None):
@@ -26,23 +29,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def _body(argv):
     args = parse_args(argv)
     from posekit.checkpoint import convert_checkpoint
     from posekit.config import config_from_args, save_config
     from posekit.models import build_model, model_tag
     from posekit.models.layers import count_parameters
-    try:
-        cfg = config_from_args(args)
-        model = build_model(cfg)
-        info = convert_checkpoint(model, args.src, args.dst)
-        # the resolved config goes beside the weights: together they describe the model fully
-        cfg_out = save_config(cfg, os.path.splitext(args.dst)[0] + '.yaml')
-    except (ValueError, OSError) as e:
-        # ConfigError, CheckpointError (mismatch, unreadable file, torch needed), a bad model
-        # setting (all ValueErrors) or a missing/unwritable file: the message is enough.
-        print('convert: error: %s' % e, file=sys.stderr)
-        return 1
+    # ConfigError (also a bad model setting), CheckpointError (mismatch, unreadable file, torch
+    # needed) or a missing/unwritable file: run_tool prints the one line
+    cfg = config_from_args(args)
+    model = build_model(cfg)
+    info = convert_checkpoint(model, args.src, args.dst)
+    # the resolved config goes beside the weights: together they describe the model fully
+    cfg_out = save_config(cfg, os.path.splitext(args.dst)[0] + '.yaml')
     state = model.state_dict()
     elements = sum(int(v.size) for v in state.values())
     print('source : %s' % args.src)
@@ -58,6 +57,10 @@ def main(argv=None):
     print('written: %s (re-read and verified)' % args.dst)
     print('config : %s (the resolved config, usable as --cfg)' % cfg_out)
     return 0
+
+
+def main(argv=None):
+    return run_tool(PROG, _body, argv)
 
 
 if __name__ == '__main__':

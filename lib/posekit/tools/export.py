@@ -20,9 +20,12 @@ import argparse
 import os
 import sys
 
+from posekit.cli import run_tool  # no paddle import
+
 # Paddle's C++ warnings (glog) during tracing are noise here; set before paddle is imported.
 os.environ.setdefault('GLOG_minloglevel', '2')
 
+PROG = 'export'
 
 
 def parse_args(argv=None):
@@ -62,7 +65,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def _body(argv):
     args = parse_args(argv)
     from posekit.cli import one_line
     from posekit.checkpoint import CheckpointError, load_checkpoint
@@ -70,42 +73,41 @@ def main(argv=None):
     from posekit.export.exporter import ExportError, default_output_dir, export_model
     from posekit.models import build_model
     from posekit.export.quantize import INT8_NAME, calibration_images, quantize_model
+    if args.quantize and args.format == 'paddle':
+        raise ExportError('--quantize int8 quantises the ONNX model: use --format onnx or both')
+    if args.calib_dir and not args.quantize:
+        raise ExportError('--calib-dir is only used with --quantize int8')
+    if args.quantize:
+        calibration_images(args.calib_dir, args.calib_num)  # fail before the slow part
+    cfg = config_from_args(args)
+    model_file = args.model_file or cfg.TEST.MODEL_FILE
+    if not model_file:
+        raise ExportError('no weights to export: give --model-file (or TEST.MODEL_FILE)')
+    if not os.path.isfile(model_file):
+        raise ExportError('model file not found: %s' % model_file)
+    model = build_model(cfg)
     try:
-        if args.quantize and args.format == 'paddle':
-            raise ExportError('--quantize int8 quantises the ONNX model: use --format onnx or both')
-        if args.calib_dir and not args.quantize:
-            raise ExportError('--calib-dir is only used with --quantize int8')
-        if args.quantize:
-            calibration_images(args.calib_dir, args.calib_num)  # fail before the slow part
-        cfg = config_from_args(args)
-        model_file = args.model_file or cfg.TEST.MODEL_FILE
-        if not model_file:
-            raise ExportError('no weights to export: give --model-file (or TEST.MODEL_FILE)')
-        if not os.path.isfile(model_file):
-            raise ExportError('model file not found: %s' % model_file)
-        model = build_model(cfg)
-        try:
-            load_checkpoint(model, model_file)
-        except CheckpointError as e:
-            raise CheckpointError('%s; is --cfg the config this checkpoint was trained with?'
-                                  % one_line(e)) from e
-        output = args.output or default_output_dir(cfg, args.cfg)
-        result = export_model(model, cfg, output, fmt=args.format, opset=args.opset,
-                              dynamic_batch=args.dynamic_batch, tol=args.tol,
-                              threads=args.threads)
-        print('weights: %s' % model_file)
-        print(result.describe())
-        if args.quantize:
-            report = quantize_model(result.onnx_file, os.path.join(output, INT8_NAME),
-                                    args.calib_dir, result.deploy_config, num=args.calib_num,
-                                    threads=args.threads)
-            print(report.describe())
-    except (ValueError, OSError) as e:
-        # ConfigError, CheckpointError, ExportError/ParityError, ModelLoadError, QuantizeError,
-        # DeployConfigError are ValueErrors; a missing or unwritable file an OSError.
-        print('export: error: %s' % one_line(e), file=sys.stderr)
-        return 1
+        load_checkpoint(model, model_file)
+    except CheckpointError as e:
+        raise CheckpointError('%s; is --cfg the config this checkpoint was trained with?'
+                              % one_line(e)) from e
+    output = args.output or default_output_dir(cfg, args.cfg)
+    result = export_model(model, cfg, output, fmt=args.format, opset=args.opset,
+                          dynamic_batch=args.dynamic_batch, tol=args.tol, threads=args.threads)
+    print('weights: %s' % model_file)
+    print(result.describe())
+    if args.quantize:
+        report = quantize_model(result.onnx_file, os.path.join(output, INT8_NAME),
+                                args.calib_dir, result.deploy_config, num=args.calib_num,
+                                threads=args.threads)
+        print(report.describe())
     return 0
+
+
+def main(argv=None):
+    # ConfigError, CheckpointError, ExportError/ParityError, ModelLoadError, QuantizeError,
+    # DeployConfigError (PosekitErrors) and a missing or unwritable file: one line, exit 1
+    return run_tool(PROG, _body, argv)
 
 
 if __name__ == '__main__':

@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from posekit.cli import run_tool
 
 PROG = 'make_synthetic'
 
@@ -64,22 +65,19 @@ def _progress_printer(fmt, quiet):
     return progress
 
 
-def main(argv=None):
+def _body(argv):
     args = parse_args(argv)
     from posekit.data.synthetic import ensure_synthetic
     formats = ['mpii', 'coco'] if args.format == 'both' else [args.format]
     for fmt in formats:
         root = os.path.join(args.root, fmt) if args.format == 'both' else args.root
         start = time.time()
-        try:
-            manifest, created = ensure_synthetic(
-                root, fmt, progress=_progress_printer(fmt, args.quiet), force=args.force,
-                num_train=args.num_train, num_valid=args.num_valid, seed=args.seed,
-                image_size=tuple(args.image_size), max_people=args.max_people)
-        except (ValueError, OSError) as e:
-            # SyntheticError (bad parameter, a folder holding other data) or a file system error
-            print('%s: error: %s' % (PROG, e), file=sys.stderr)
-            return 1
+        # SyntheticError (bad parameter, a folder holding other data) or a file system error:
+        # one line from run_tool
+        manifest, created = ensure_synthetic(
+            root, fmt, progress=_progress_printer(fmt, args.quiet), force=args.force,
+            num_train=args.num_train, num_valid=args.num_valid, seed=args.seed,
+            image_size=tuple(args.image_size), max_people=args.max_people)
         c = manifest['counts']
         print('%s: %s %s: %d train images (%d persons), %d valid images (%d persons), %s'
               % (PROG, fmt, os.path.abspath(root), c['train']['images'], c['train']['persons'],
@@ -87,6 +85,10 @@ def main(argv=None):
                  'generated in %.1f s' % (time.time() - start) if created
                  else 'already there (same parameters), reused'), flush=True)
     return 0
+
+
+def main(argv=None):
+    return run_tool(PROG, _body, argv)
 
 
 if __name__ == '__main__':

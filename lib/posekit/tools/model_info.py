@@ -10,10 +10,13 @@ import argparse
 import json
 import sys
 
-
-from posekit.models.complexity import format_model_info, model_info
+from posekit.cli import run_tool
 from posekit.config import ConfigError, add_config_arguments, config_from_args
 from posekit.models import build_model
+from posekit.models.complexity import format_model_info, model_info
+
+PROG = 'model_info'
+USAGE_EXIT_CODE = 2  # argparse's code for a bad command line; a bad --cfg is one too
 
 
 def parse_args(argv=None):
@@ -29,21 +32,25 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
+def _body(argv):
     args = parse_args(argv)
     try:
         cfg = config_from_args(args)
         model = build_model(cfg, is_train=False)
-    except (ConfigError, ValueError, KeyError) as e:
-        # A bad yaml/override, or a model setting the model constructor rejects.
-        print('model_info: error: %s' % (e.args[0] if e.args else e), file=sys.stderr)
-        return 2
+    except ConfigError as e:
+        # a bad yaml/override or a model setting the constructor rejects: a usage error, exit 2
+        e.exit_code = USAGE_EXIT_CODE
+        raise
     info = model_info(cfg, cfg_file=args.cfg, model=model)
     if args.json:
         print(json.dumps(info))
     else:
         print(format_model_info(info))
     return 0
+
+
+def main(argv=None):
+    return run_tool(PROG, _body, argv)
 
 
 if __name__ == '__main__':

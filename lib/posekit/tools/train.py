@@ -9,6 +9,9 @@ final_state.pdparams, config.yaml, the text log) and VisualDL scalars to ``LOG_D
 import argparse
 import sys
 
+from posekit.cli import run_tool
+
+PROG = 'train'
 
 
 def parse_args(argv=None):
@@ -29,46 +32,38 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def _body(argv):
     args = parse_args(argv)
     from posekit import distributed as dist
     from posekit.config import config_from_args
+    from posekit.data import prepare_synthetic
     from posekit.outputs import log_file, run_dirs, setup_logging
-    from posekit.checkpoint import CheckpointError
-    from posekit.config import ConfigError
-    from posekit.data.synthetic import SyntheticError
-    from posekit.data import DatasetError, prepare_synthetic
-    from posekit.training.trainer import TrainingDiverged
+    from posekit.training.trainer import Trainer
 
-    try:
-        if args.seed is not None:
-            args.opts = list(args.opts) + ['SEED', str(args.seed)]
-        if args.workers is not None:
-            args.opts = list(args.opts) + ['WORKERS', str(args.workers)]
-        cfg = config_from_args(args)
-        dist.init()
-        rank = dist.rank()
-        out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
-        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'),
-                               rank=rank)
-        logger.info('=> %s', ' '.join(sys.argv))
-        prepare_synthetic(cfg)
-        from posekit.training.trainer import Trainer
-        trainer = Trainer(cfg, args.cfg, resume=args.resume_from or (True if args.resume else None), progress=not args.no_progress)
-        result = trainer.fit()
-    except KeyboardInterrupt:
-        print('train: interrupted; the last finished epoch is in checkpoint.pdckpt '
-              '(continue with --resume)', file=sys.stderr)
-        return 130
-    except (ConfigError, DatasetError, CheckpointError, TrainingDiverged, FileNotFoundError,
-            PermissionError, SyntheticError) as e:
-        # bad config, data or checkpoint, or a diverged loss: the message says it all
-        print('train: error: %s' % e, file=sys.stderr)
-        return 1
+    if args.seed is not None:
+        args.opts = list(args.opts) + ['SEED', str(args.seed)]
+    if args.workers is not None:
+        args.opts = list(args.opts) + ['WORKERS', str(args.workers)]
+    cfg = config_from_args(args)
+    dist.init()
+    rank = dist.rank()
+    out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
+    logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'), rank=rank)
+    logger.info('=> %s', ' '.join(sys.argv))
+    prepare_synthetic(cfg)
+    trainer = Trainer(cfg, args.cfg, resume=args.resume_from or (True if args.resume else None),
+                      progress=not args.no_progress)
+    result = trainer.fit()
     if rank == 0:
         logger.info('=> done: best %.4f at epoch %d; weights in %s', result['best_perf'],
                     result['best_epoch'], result['output_dir'])
     return 0
+
+
+def main(argv=None):
+    # a bad config, data or checkpoint, or a diverged loss: one line, exit 1; Ctrl-C: 130
+    return run_tool(PROG, _body, argv, interrupted_hint='the last finished epoch is in '
+                    'checkpoint.pdckpt (continue with --resume)')
 
 
 if __name__ == '__main__':

@@ -4,13 +4,26 @@ MPII: the PCKh table of the reference (Head ... Mean, Mean@0.1; note that the re
 "Mean@0.1" is computed at threshold 0.11, and the true PCKh@0.1 is printed beside it) and
 ``pred.mat``. COCO: the results json (rescored, OKS-NMS; soft OKS-NMS with TEST.SOFT_NMS True)
 and the ten pycocotools stats. ``--model-file`` takes our ``.pdparams``/``checkpoint.pdckpt``
-or a PyTorch reference checkpoint (loaded strictly); without it, TEST.MODEL_FILE, then the
-run's ``final_state.pdparams``. Several processes: ``python -m paddle.distributed.launch``.
+or a PyTorch reference checkpoint (loaded strictly into the config's model, run in dygraph);
+without it, TEST.MODEL_FILE, then the run's ``final_state.pdparams``. Several processes:
+``python -m paddle.distributed.launch``.
+
+It also evaluates an exported model with the same loop, so the accuracy of the deployed artefact
+is one command (``--type`` overrides the runtime found from the file name)::
+
+    python pose_estimation/valid.py --cfg FILE --model-file output/export/.../model_int8.onnx
+
+``model.onnx``/``model_int8.onnx`` run in ONNX Runtime, ``model.json``/``.pdmodel`` (or their
+folder) in Paddle Inference; a model exported with a fixed batch is run in chunks. Its input and
+heatmap sizes must be those of ``--cfg``, which also gives the dataset, flip test and decoding.
 """
 import argparse
 import os
 import sys
 
+from posekit.cli import run_tool
+
+PROG = 'valid'
 
 
 def _switch(parser, name, key, help_on):
@@ -22,9 +35,18 @@ def _switch(parser, name, key, help_on):
 
 def parse_args(argv=None):
     from posekit.config import add_config_arguments
-    parser = argparse.ArgumentParser(description='Validate a top-down heatmap pose model.')
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description='Validate a top-down heatmap pose model.')
     parser.add_argument('--model-file', default=None,
-                        help='weights (.pdparams, checkpoint.pdckpt or a PyTorch reference file)')
+                        help='weights (.pdparams, checkpoint.pdckpt or a PyTorch reference '
+                             'file), or an exported model: model.onnx, model_int8.onnx, a '
+                             'Paddle inference model.json/.pdmodel, or its folder')
+    parser.add_argument('--type', type=str.lower, choices=('onnx', 'paddle'), default=None,
+                        help='runtime of an exported --model-file: onnx (onnxruntime) or paddle '
+                             '(Paddle Inference); default from the file name')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='CPU threads of the runtime (default: physical cores for exported '
+                             'models, Paddle\'s own choice in dygraph)')
     _switch(parser, 'flip-test', 'flip_test', 'average with the mirrored input (TEST.FLIP_TEST)')
     _switch(parser, 'post-process', 'post_process', 'quarter-pixel step (TEST.POST_PROCESS)')
     _switch(parser, 'shift-heatmap', 'shift_heatmap',
@@ -61,72 +83,77 @@ def _overrides(args):
     return opts
 
 
-class PredictionsError(ValueError):
-    pass
-
-
 def _evaluate_file(cfg, path, out_dir, logger):
     """``--predictions``: the metric of saved keypoints (rank 0 only; no model is run)."""
     from posekit import distributed as dist
     from posekit.data import build_dataset
-    from posekit.evaluation.validate import dataset_result, evaluate_predictions, load_predictions, log_table
+    from posekit.evaluation.validate import (dataset_result, evaluate_predictions,
+                                             load_predictions, log_table)
     if not dist.is_main():
         return 0
     dataset = build_dataset(cfg, is_train=False)
-    try:
-        result = dataset_result(dataset, load_predictions(path))
-    except ValueError as e:
-        raise PredictionsError(str(e)) from e
+    result = dataset_result(dataset, load_predictions(path))
     logger.info('=> evaluating %d saved predictions from %s', result['count'], path)
     name_values, _ = evaluate_predictions(cfg, dataset, result, out_dir)
     log_table(cfg, name_values)
     return 0
 
 
-def main(argv=None):
+def _open_runner(cfg, args, model_file):
+    """The runner to evaluate: an exported model through its runtime (checked against the
+    config's input and heatmap sizes), or the config's model with the checkpoint's weights."""
+    from posekit.inference.loading import RUNTIME_NAMES, open_trained
+    from posekit.runtime import ModelLoadError, check_shapes, exported_kind, open_runner
+    kind = args.type or exported_kind(model_file)
+    if not kind:
+        return open_trained(cfg, model_file, threads=args.threads)[0], RUNTIME_NAMES['dygraph']
+    runner = open_runner(model_file, kind=kind, threads=args.threads)
+    try:
+        check_shapes(runner, cfg.MODEL.IMAGE_SIZE, cfg.MODEL.HEATMAP_SIZE, cfg.MODEL.NUM_JOINTS,
+                     source='the config %s' % args.cfg)
+    except ModelLoadError as e:
+        raise ModelLoadError('%s; is --cfg the config the model was exported from?' % e) from e
+    return runner, RUNTIME_NAMES[kind]
+
+
+def _body(argv):
     args = parse_args(argv)
     from posekit import distributed as dist
-    from posekit.checkpoint import CheckpointError, load_checkpoint
-    from posekit.config import ConfigError, config_from_args
-    from posekit.data.synthetic import SyntheticError
-    from posekit.data import DatasetError, build_dataset, prepare_synthetic
+    from posekit.config import config_from_args
+    from posekit.data import build_dataset, prepare_synthetic
+    from posekit.errors import PosekitInputError
     from posekit.outputs import log_file, run_dirs, setup_logging
 
-    try:
-        # explicit switches win over the KEY VALUE pairs given after them
-        args.opts = list(args.opts) + _overrides(args)
-        cfg = config_from_args(args)
-        dist.init()
-        rank = dist.rank()
-        run_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
-        out_dir = args.output or run_dir
-        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'valid'),
-                               rank=rank)
-        prepare_synthetic(cfg)
-        if args.predictions:
-            return _evaluate_file(cfg, args.predictions, out_dir, logger)
-        model_file = cfg.TEST.MODEL_FILE or os.path.join(run_dir, 'final_state.pdparams')
-        if not os.path.isfile(model_file):
-            raise FileNotFoundError('model file not found: %s (give --model-file)' % model_file)
-        from posekit.evaluation.validate import validate
-        from posekit.training.loss import build_loss
-        from posekit.models import build_model
-        model = build_model(cfg)
-        logger.info('=> loading model from %s', model_file)
-        load_checkpoint(model, model_file)
-        dataset = build_dataset(cfg, is_train=False)
-        logger.info('=> %d samples, flip test %s, %d process(es)', len(dataset),
-                    'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
-        name_values, perf, result = validate(cfg, model, dataset, out_dir,
-                                             criterion=build_loss(cfg))
-    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError, PermissionError, SyntheticError,
-            PredictionsError) as e:
-        print('valid: error: %s' % e, file=sys.stderr)
-        return 1
+    # explicit switches win over the KEY VALUE pairs given after them
+    args.opts = list(args.opts) + _overrides(args)
+    cfg = config_from_args(args)
+    dist.init()
+    rank = dist.rank()
+    run_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
+    out_dir = args.output or run_dir
+    logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'valid'), rank=rank)
+    prepare_synthetic(cfg)
+    if args.predictions:
+        return _evaluate_file(cfg, args.predictions, out_dir, logger)
+    model_file = cfg.TEST.MODEL_FILE or os.path.join(run_dir, 'final_state.pdparams')
+    if not os.path.exists(model_file):
+        raise PosekitInputError('model file not found: %s (give --model-file)' % model_file)
+    from posekit.evaluation.validate import validate
+    from posekit.training.loss import build_loss
+    logger.info('=> loading model from %s', model_file)
+    runner, runtime = _open_runner(cfg, args, model_file)
+    dataset = build_dataset(cfg, is_train=False)
+    logger.info('=> %d samples, %s, flip test %s, %d process(es)', len(dataset), runtime,
+                'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
+    _, _, result = validate(cfg, runner, dataset, out_dir, criterion=build_loss(cfg))
     if rank == 0:
         logger.info('=> %d samples: loss %.6f, accuracy %.3f', result['count'], result['loss'],
                     result['acc'])
     return 0
+
+
+def main(argv=None):
+    return run_tool(PROG, _body, argv)
 
 
 if __name__ == '__main__':

@@ -36,15 +36,17 @@ import numpy as np
 import paddle
 
 from posekit import distributed as dist
+from posekit.errors import PosekitRuntimeError
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.checkpoint import CheckpointError, load_state_dict_strict, save_paddle_state_dict
-from posekit.config import config_to_dict, save_config
+from posekit.config import ConfigError, config_to_dict, save_config
 from posekit.data import build_dataset
-from posekit.evaluation.validate import full_arch_name, validate
+from posekit.evaluation.validate import validate
 from posekit.data.loader import build_loader
 from posekit.training.loss import build_loss
-from posekit.models import build_model
+from posekit.models import arch_name, build_model
 from posekit.outputs import ProgressLine, run_dirs
+from posekit.runtime.dygraph import DygraphRunner
 
 __all__ = ['Trainer', 'TrainingDiverged', 'learning_rate', 'build_optimizer', 'resolve_seed',
            'CHECKPOINT_NAME', 'BEST_NAME', 'FINAL_NAME']
@@ -56,7 +58,7 @@ BEST_NAME = 'model_best.pdparams'
 FINAL_NAME = 'final_state.pdparams'
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(PosekitRuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -87,7 +89,7 @@ def learning_rate(cfg, epoch, iteration, iters_per_epoch):
         step = min((epoch - int(tr.BEGIN_EPOCH)) * iters_per_epoch + iteration, total)
         lr = base * (1.0 - step / float(total)) ** 0.9
     else:
-        raise ValueError("TRAIN.LR_TYPE must be 'MultiStepDecay' or 'PolynomialDecay', got %r"
+        raise ConfigError("TRAIN.LR_TYPE must be 'MultiStepDecay' or 'PolynomialDecay', got %r"
                          % tr.LR_TYPE)
     warm = float(tr.WARMUP_EPOCHS)
     if warm > 0:
@@ -109,7 +111,7 @@ def build_optimizer(cfg, model):
         return paddle.optimizer.Momentum(learning_rate=float(tr.LR), momentum=float(tr.MOMENTUM),
                                          parameters=params, use_nesterov=bool(tr.NESTEROV),
                                          weight_decay=paddle.regularizer.L2Decay(float(tr.WD)))
-    raise ValueError("TRAIN.OPTIMIZER must be 'adam' or 'sgd', got %r" % tr.OPTIMIZER)
+    raise ConfigError("TRAIN.OPTIMIZER must be 'adam' or 'sgd', got %r" % tr.OPTIMIZER)
 
 
 def _param_names(model):
@@ -143,10 +145,6 @@ def _rename(key, mapping):
         if key.startswith(name + '_') and (best is None or len(name) > len(best)):
             best = name
     return mapping[best] + key[len(best):] if best else key
-
-
-def _atomic_save(obj, path):
-    return save_paddle_state_dict(obj, path)
 
 
 class Trainer:
@@ -286,7 +284,8 @@ class Trainer:
             self.train_epoch(epoch)
             self._sync_bn_statistics()
             name_values, perf, result = validate(
-                cfg, self.net, self.valid_set, self.output_dir, criterion=self.criterion,
+                cfg, DygraphRunner(self.net), self.valid_set, self.output_dir,
+                criterion=self.criterion,
                 workers=self.workers, progress=self._progress('valid %d' % epoch))
             is_best = perf > self.best_perf
             if is_best:
@@ -302,7 +301,7 @@ class Trainer:
                 self._scalar('valid/%s' % k, v, epoch)
             if self.is_main:
                 if is_best:
-                    _atomic_save(self.net.state_dict(), os.path.join(self.output_dir, BEST_NAME))
+                    save_paddle_state_dict(self.net.state_dict(), os.path.join(self.output_dir, BEST_NAME))
                 logger.info('=> epoch %d: %s %.4f (best %.4f at epoch %d)', epoch,
                             'AP' if 'AP' in name_values else 'Mean', perf, self.best_perf,
                             self.best_epoch)
@@ -311,7 +310,7 @@ class Trainer:
         if self.is_main:
             path = os.path.join(self.output_dir, FINAL_NAME)
             logger.info('=> saving final model state to %s', path)
-            _atomic_save(self.net.state_dict(), path)
+            save_paddle_state_dict(self.net.state_dict(), path)
         if self.writer is not None:
             self.writer.close()
         dist.barrier()
@@ -342,7 +341,7 @@ class Trainer:
     def save_checkpoint(self, next_epoch):
         state = {
             'epoch': next_epoch,
-            'model': full_arch_name(self.cfg),
+            'model': arch_name(self.cfg),
             'state_dict': self.net.state_dict(),
             'optimizer': optimizer_state(self.optimizer, self.net),
             'perf': self.last_perf,
@@ -356,7 +355,7 @@ class Trainer:
         if self.scaler is not None:
             state['scaler'] = self.scaler.state_dict()
         logger.info('=> saving checkpoint to %s', self.checkpoint_path)
-        _atomic_save(state, self.checkpoint_path)
+        save_paddle_state_dict(state, self.checkpoint_path)
 
     def train_epoch(self, epoch):
         cfg = self.cfg

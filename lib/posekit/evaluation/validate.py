@@ -20,7 +20,6 @@ import paddle
 from posekit import distributed as dist
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.evaluation.coco_eval import coco_keypoint_results, coco_keypoint_stats, image_id_from_path
-from posekit.codec import heatmap
 from posekit.data.loader import build_eval_loader
 from posekit.evaluation.pckh import evaluate_pckh, format_table, write_pred_mat
 from posekit.errors import PosekitInputError
@@ -48,7 +47,6 @@ def predict_dataset(cfg, runner, dataset, flip_test=None, criterion=None, batch_
     """
     t = cfg.TEST
     flip_test = bool(t.FLIP_TEST if flip_test is None else flip_test)
-    flip_pairs = dataset.flip_pairs if flip_test else None
     batch_size = int(batch_size or t.BATCH_SIZE_PER_GPU)
     workers = int(cfg.WORKERS if workers is None else workers)
     print_freq = int(print_freq or cfg.PRINT_FREQ)
@@ -62,7 +60,7 @@ def predict_dataset(cfg, runner, dataset, flip_test=None, criterion=None, batch_
     with paddle.no_grad():  # the loss needs no gradients
         for i, (inputs, target, target_weight, meta) in enumerate(loader):
             inputs, target, target_weight, meta = _as_numpy(inputs, target, target_weight, meta)
-            out = heatmap.flip_test(runner, inputs, flip_pairs, t.SHIFT_HEATMAP)
+            out = dataset.codec.flip_test(runner, inputs, flip_test)
             n = inputs.shape[0]
             if criterion is not None:
                 loss = criterion(paddle.to_tensor(out), paddle.to_tensor(target),

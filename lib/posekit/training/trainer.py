@@ -301,7 +301,8 @@ class Trainer:
                 self._scalar('valid/%s' % k, v, epoch)
             if self.is_main:
                 if is_best:
-                    save_paddle_state_dict(self.net.state_dict(), os.path.join(self.output_dir, BEST_NAME))
+                    save_paddle_state_dict(self.net.state_dict(),
+                                           os.path.join(self.output_dir, BEST_NAME))
                 logger.info('=> epoch %d: %s %.4f (best %.4f at epoch %d)', epoch,
                             'AP' if 'AP' in name_values else 'Mean', perf, self.best_perf,
                             self.best_epoch)

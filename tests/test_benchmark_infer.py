@@ -96,3 +96,20 @@ def test_a_failing_backend_is_a_table_cell(quick_run):
         assert rows[2][:2] == ['SimpleNet', 'ONNX Runtime fp32']
         assert all(c.startswith('failed: ') and 'ONNX' in c for c in rows[2][2:]), rows[2]
     assert re.search(r'^- SimpleNet under 15 ms: not measured', stdout, re.M)
+
+
+def test_int8_time_is_shown_but_never_meets_a_target():
+    """int8 changes the heatmaps and its accuracy is not measured on random weights: a fast int8
+    run must not turn a target into MET."""
+    from posekit.tools.benchmark_infer import target_lines
+
+    def run(backend, ms):
+        return {'model': 'LPN-50', 'backend': backend, 'threads': 1, 'status': 'ok',
+                'timings': {'on': {'e2e': {'median': ms}}}}
+    lines = target_lines([run('onnx', 67.6), run('onnx-int8', 42.3), run('paddle', 80.0)])
+    lpn = next(ln for ln in lines if ln.startswith('- LPN-50'))
+    assert lpn.startswith('- LPN-50 under 50 ms: **NOT MET** - ONNX Runtime fp32 67.6 ms (not met)')
+    assert 'best backend ONNX Runtime fp32 67.6 ms' in lpn
+    assert 'ONNX Runtime int8 42.3 ms, not counted (accuracy not measured)' in lpn
+    only_int8 = target_lines([run('onnx-int8', 10.0)])
+    assert any(ln.startswith('- LPN-50 under 50 ms: not measured') for ln in only_int8)

@@ -55,7 +55,9 @@ def test_deploy_on_a_real_photo_matches_infer_and_draws_a_sensible_skeleton(work
     assert proc.returncode == 0, proc.stderr
     ref = keypoints(root / 'infer' / 'skier_keypoints.json')[0]
     got = keypoints(root / 'deploy' / 'skier_keypoints.json')[0]
-    assert np.abs(got[:, :2] - ref[:, :2]).max() < 0.5
+    # the README's "0.0 px apart": equal at the 0.1 px the keypoints are printed with
+    assert np.abs(got[:, :2] - ref[:, :2]).max() < 0.05
+    assert np.abs(got[:, 2] - ref[:, 2]).max() < 1e-4
     assert os.path.isfile(root / 'deploy' / 'skier_pose.jpg')
 
     # sensible: confident on average, joints inside the person box, anatomy in order

@@ -15,6 +15,7 @@ accuracy figure: evaluate AP before deploying int8.
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,7 +26,7 @@ from posekit.io import (IMAGE_EXTENSIONS, ImageReadError, InputFileError, atomic
                         read_image)
 
 __all__ = ['QuantizeError', 'IMAGE_EXTENSIONS', 'calibration_images',
-           'load_calibration_inputs', 'quantize_int8', 'heatmap_agreement', 'int8_caveat',
+           'load_calibration_inputs', 'quantize_int8', 'heatmap_agreement', 'int8_advice', 'time_runner',
            'quantize_model', 'QuantizeReport', 'INT8_NAME']
 
 INT8_NAME = 'model_int8.onnx'
@@ -35,6 +36,8 @@ PER_CHANNEL_OPSET = 13
 # Joints whose fp32 heatmap maximum reaches this are "confident" in the agreement report
 # (the default TEST.IN_VIS_THRE of the COCO evaluation).
 CONFIDENT = 0.2
+# Timed calls of each model (one crop) behind the int8 advice.
+SPEED_RUNS = 10
 
 
 class QuantizeError(PosekitInputError):
@@ -197,19 +200,35 @@ def heatmap_agreement(reference, other, confidence=CONFIDENT):
             'confident_mean_px': stat(sure, np.mean), 'confident_max_px': stat(sure, np.max)}
 
 
-def int8_caveat(model_name):
-    """What LANDSCAPE 5.2 measured for this kind of backbone (None: nothing to add)."""
-    name = str(model_name)
-    if name.startswith('pose_resnet'):
-        return None  # measured: PoseResNet-18/50 1.6x faster with static QDQ on a VNNI CPU
-    if name in ('simplenet', 'lpn') or name.startswith('lpn'):
-        return ('%s is built from depthwise/grouped convolutions: int8 is not expected to be '
-                'faster on CPU (LANDSCAPE 5.2: a MobileNetV3 pose net got slower, 12.5 -> 14.7 '
-                'ms); '
-                'the measured gain (1.6x) is for ResNet backbones. Time both models before '
-                'deploying int8.' % name)
-    return ('int8 speed-up was measured for ResNet backbones only (1.6x, LANDSCAPE 5.2); time '
-            'the fp32 and int8 models of %s before deploying int8.' % name)
+def time_runner(runner, batch, runs=SPEED_RUNS, warmup=2):
+    """Median milliseconds of ``runner(batch)`` over ``runs`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        runner(batch)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        runner(batch)
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def int8_advice(fp32_ms, int8_ms):
+    """Advice from a measurement on this machine: is the int8 model worth deploying here?
+
+    Whether int8 is faster depends on the backbone and the CPU (depthwise and grouped
+    convolutions often gain nothing), so the answer comes from timing both models, never from
+    the model's name. Accuracy is a separate question that only ``valid.py --model-file
+    model_int8.onnx`` on trained weights answers.
+    """
+    ratio = fp32_ms / int8_ms if int8_ms > 0 else float('inf')
+    measured = 'fp32 %.2f ms, int8 %.2f ms per crop on this machine' % (fp32_ms, int8_ms)
+    if ratio >= 1.1:
+        verdict = 'int8 is %.1fx faster (%s)' % (ratio, measured)
+    elif ratio > 1 / 1.1:
+        verdict = 'int8 is not faster (%s): keep fp32' % measured
+    else:
+        verdict = 'int8 is %.1fx slower (%s): keep fp32' % (1 / ratio, measured)
+    return verdict + '; measure its accuracy with valid.py --model-file model_int8.onnx'
 
 
 @dataclass
@@ -218,7 +237,7 @@ class QuantizeReport:
     images: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     agreement: dict = field(default_factory=dict)
-    caveat: str = None
+    speed: dict = field(default_factory=dict)
 
     def describe(self):
         a = self.agreement
@@ -239,9 +258,8 @@ class QuantizeReport:
                              'average, %.2f px at most' % (a['confident_joints'], a['confidence'],
                                                            a['confident_mean_px'],
                                                            a['confident_max_px']))
-        lines.append('         check accuracy (AP/PCKh) on real data before deploying int8')
-        if self.caveat:
-            lines.append('note   : ' + self.caveat)
+        if self.speed:
+            lines.append('speed  : ' + int8_advice(self.speed['fp32_ms'], self.speed['int8_ms']))
         return '\n'.join(lines)
 
 
@@ -255,5 +273,7 @@ def quantize_model(fp32_path, int8_path, calib_dir, deploy_config, num=None, thr
     fp32 = OnnxRunner(fp32_path, threads=threads)
     int8 = OnnxRunner(int8_path, threads=threads)
     agreement = heatmap_agreement(fp32(inputs), int8(inputs))
+    crop = inputs[:1]
+    speed = {'fp32_ms': time_runner(fp32, crop), 'int8_ms': time_runner(int8, crop)}
     return QuantizeReport(int8_path=int8_path, images=used, skipped=skipped, agreement=agreement,
-                          caveat=int8_caveat(deploy_config.model))
+                          speed=speed)

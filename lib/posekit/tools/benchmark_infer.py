@@ -55,6 +55,8 @@ BACKENDS = [
     ('onnx', 'ONNX Runtime fp32'),
     ('onnx-int8', 'ONNX Runtime int8'),
 ]
+# Backends that give the Paddle model's heatmaps (checked by export.py's parity test).
+EXACT_BACKENDS = ('dygraph', 'paddle', 'onnx')
 # The goals of the issue: flip test on, end to end, 1 thread, per person.
 TARGETS = [('LPN-50', 50.0), ('SimpleNet', 15.0)]
 
@@ -267,26 +269,37 @@ def markdown_tables(results, models, backends, threads_list, runs, warmup):
 
 
 def target_lines(results):
+    """The target verdicts. Only backends whose heatmaps equal the Paddle model's (export.py's
+    parity check, 1e-4) count: int8 changes the heatmaps, and its accuracy cannot be measured on
+    the random weights used here (``valid.py --model-file model_int8.onnx`` measures it on
+    trained weights), so its time is shown but never meets a target."""
     lines = ['', '#### Targets (flip test on, end to end, 1 thread, per person)', '']
     for label, limit in TARGETS:
         ok = [r for r in results if r['model'] == label and r['threads'] == 1
               and r.get('status') == 'ok']
-        if not ok:
+        exact = [r for r in ok if r['backend'] in EXACT_BACKENDS]
+        if not exact:
             ran = any(r['model'] == label for r in results)
             lines.append('- %s under %g ms: not measured (%s)' % (
-                label, limit, 'no successful 1-thread run' if ran else 'model not selected'))
+                label, limit, 'no successful 1-thread run of an exact (fp32) backend' if ran
+                else 'model not selected'))
             continue
-        best = min(ok, key=lambda r: r['timings']['on']['e2e']['median'])
-        best_ms = best['timings']['on']['e2e']['median']
-        ort = next((r for r in ok if r['backend'] == 'onnx'), None)
+
+        def ms(r):
+            return r['timings']['on']['e2e']['median']
+        best = min(exact, key=ms)
         parts = []
+        ort = next((r for r in exact if r['backend'] == 'onnx'), None)
         if ort is not None:
-            ort_ms = ort['timings']['on']['e2e']['median']
-            parts.append('ONNX Runtime fp32 %.1f ms (%s)' % (ort_ms, 'met' if ort_ms < limit
+            parts.append('ONNX Runtime fp32 %.1f ms (%s)' % (ms(ort), 'met' if ms(ort) < limit
                                                              else 'not met'))
-        parts.append('best backend %s %.1f ms' % (dict(BACKENDS)[best['backend']], best_ms))
+        parts.append('best backend %s %.1f ms' % (dict(BACKENDS)[best['backend']], ms(best)))
+        for r in ok:
+            if r['backend'] not in EXACT_BACKENDS:
+                parts.append('%s %.1f ms, not counted (accuracy not measured)'
+                             % (dict(BACKENDS)[r['backend']], ms(r)))
         lines.append('- %s under %g ms: **%s** - %s' % (
-            label, limit, 'MET' if best_ms < limit else 'NOT MET', '; '.join(parts)))
+            label, limit, 'MET' if ms(best) < limit else 'NOT MET', '; '.join(parts)))
     return lines
 
 

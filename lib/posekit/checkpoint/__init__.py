@@ -9,6 +9,13 @@ Reading (:func:`read_torch_file`)
     rebuild tensors and plain containers; a pickle that asks for anything else is refused, so
     no code from a checkpoint is ever executed.
 
+Reading Paddle files (:func:`read_paddle_file`)
+    ``.pdparams``/``.pdckpt`` files (and whatever ``MODEL.PRETRAINED`` or ``--resume-from``
+    name) are never given to ``paddle.load``, which is ``pickle.load``: the same restricted rule
+    rebuilds what ``paddle.save`` writes (dicts, lists, numbers, strings, numpy arrays) and the
+    result equals ``paddle.load(path, return_numpy=True)``. Anything else is refused with one
+    line naming the file and the refused global.
+
 Unwrapping (:func:`extract_state_dict`)
     The reference repositories store weights as a plain state dict, ``{'state_dict': ...}``
     ([MS] ``checkpoint.pth.tar``, [LPN]/[CAV] ``checkpoint.pth``), ``{'best_state_dict': ...}``
@@ -28,13 +35,15 @@ Loading (:func:`load_state_dict_strict`, :func:`load_checkpoint`, :func:`load_pr
     10.16). Only the ImageNet initialisation (:func:`load_pretrained`) is partial by nature, and
     it reports what it did not load.
 
-Modules, lowest first: :mod:`.errors`, :mod:`.torch_reader` (no Paddle), :mod:`.convert`
-(unwrapping, renaming, :func:`read_checkpoint`), :mod:`.loading` (strict loading, pretrained
-initialisation, saving, :func:`convert_checkpoint`).
+Modules, lowest first: :mod:`.errors`, :mod:`.unpickling` (the restricted unpickler both
+readers share), :mod:`.torch_reader` and :mod:`.paddle_reader` (no Paddle needed),
+:mod:`.convert` (unwrapping, renaming, :func:`read_checkpoint`), :mod:`.loading` (strict
+loading, pretrained initialisation, saving, :func:`convert_checkpoint`).
 """
 from posekit.checkpoint.errors import CheckpointError, CheckpointFormatError, CheckpointMismatchError
 from posekit.checkpoint.torch_reader import (TORCH_INSTALL_HINT, TORCH_SUFFIXES, read_torch_file,
                                              torch_file_format)
+from posekit.checkpoint.paddle_reader import read_paddle_file
 from posekit.checkpoint.convert import (PADDLE_SUFFIXES, CheckpointInfo, extract_state_dict,
                                         read_checkpoint, torch_to_paddle)
 from posekit.checkpoint.loading import (PretrainedSummary, convert_checkpoint, load_checkpoint,
@@ -44,6 +53,7 @@ from posekit.checkpoint.loading import (PretrainedSummary, convert_checkpoint, l
 __all__ = [
     'CheckpointError', 'CheckpointFormatError', 'CheckpointMismatchError', 'CheckpointInfo',
     'PretrainedSummary', 'TORCH_INSTALL_HINT', 'torch_file_format', 'read_torch_file',
+    'read_paddle_file',
     'extract_state_dict', 'torch_to_paddle', 'read_checkpoint', 'load_state_dict_strict',
     'load_checkpoint', 'load_pretrained', 'save_paddle_state_dict', 'convert_checkpoint',
 ]

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from posekit.checkpoint.errors import CheckpointFormatError, _require_file, _short_list
+from posekit.checkpoint.paddle_reader import NAME_TABLE, read_paddle_file
 from posekit.checkpoint.torch_reader import TORCH_SUFFIXES, _read_torch, torch_file_format
 
 PADDLE_SUFFIXES = ('.pdparams', '.pdckpt')  # .pdckpt: a training checkpoint (weights under 'state_dict')
-# Paddle's own bookkeeping entry in a pickled state dict (paddle.load normally removes it).
-_PADDLE_NAME_TABLE = 'StructuredToParameterName@@'
 
 
 @dataclass
@@ -75,7 +74,7 @@ def _tensor_dict(obj):
         return None
     out = OrderedDict()
     for k, v in obj.items():
-        if k == _PADDLE_NAME_TABLE:
+        if k == NAME_TABLE:  # paddle.save's bookkeeping (read_paddle_file drops it already)
             continue
         arr = _as_array(v)
         if not isinstance(k, str) or arr is None:
@@ -190,8 +189,9 @@ def read_checkpoint(path, model=None, use_torch=None):
     """Read any supported checkpoint file: ``(state dict with Paddle names, CheckpointInfo)``.
 
     A ``torch.save`` file (recognised by its content, whatever its name) is read, unwrapped and
-    converted with :func:`torch_to_paddle`; a ``.pdparams`` file is read with ``paddle.load``
-    and unwrapped (a dict with ``'state_dict'``/``'model'`` is accepted as well).
+    converted with :func:`torch_to_paddle`; a ``.pdparams``/``.pdckpt`` file is read with
+    :func:`read_paddle_file` (never ``paddle.load``: nothing in the file is executed) and
+    unwrapped (a dict with ``'state_dict'``/``'model'`` is accepted as well).
     """
     _require_file(path)
     info = CheckpointInfo(path=path)
@@ -213,11 +213,7 @@ def read_checkpoint(path, model=None, use_torch=None):
         info.num_source_tensors = len(state)
         state = _torch_to_paddle(state, model, info)
     else:
-        import paddle
-        try:
-            obj = paddle.load(path, return_numpy=True)
-        except Exception as e:
-            raise CheckpointFormatError('cannot read %s with paddle.load: %s' % (path, e)) from e
+        obj = read_paddle_file(path)
         info.format, info.reader = 'paddle', 'paddle'
         state, info.container, info.module_prefix = _extract(obj, path)
         info.num_source_tensors = len(state)

@@ -33,3 +33,6 @@ def _short_list(items, limit=_LIST_LIMIT):
 def _require_file(path, what='checkpoint'):
     if not path or not os.path.isfile(path):
         raise FileNotFoundError('%s file not found: %s' % (what, path or "''"))
+    # an interrupted copy or download; every reader would only say "ran out of input"
+    if os.path.getsize(path) == 0:
+        raise CheckpointFormatError('%s file is empty (0 bytes): %s' % (what, path))

@@ -16,6 +16,7 @@ import numpy as np
 from posekit.checkpoint.convert import _as_array, extract_state_dict, read_checkpoint
 from posekit.checkpoint.errors import (_LIST_LIMIT, CheckpointError, CheckpointMismatchError,
                                        _require_file, _shape, _short_list)
+from posekit.checkpoint.paddle_reader import read_paddle_file
 from posekit.io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -225,8 +226,7 @@ def convert_checkpoint(model, src, dst, use_torch=None):
     state, info = read_checkpoint(src, model, use_torch=use_torch)
     load_state_dict_strict(model, state, source=src)
     save_paddle_state_dict(model, dst)
-    import paddle
-    reread = paddle.load(dst, return_numpy=True)
+    reread = read_paddle_file(dst)
     reread_state = extract_state_dict(reread)
     load_state_dict_strict(model, reread_state, source=dst)
     bad = [k for k, v in state.items() if not _same(np.asarray(reread_state[k]),

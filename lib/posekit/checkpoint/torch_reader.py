@@ -5,9 +5,9 @@ its weights-only unpickler refuses a harmless object), a small pure-python reade
 on-disk formats of ``torch.save``: the zip archive (torch >= 1.6) and the legacy pickle stream
 (``_use_new_zipfile_serialization=False``, how the 2018 PoseResNet releases and the SimpleNet
 checkpoint were written). Both readers only rebuild tensors and plain containers; a pickle that
-asks for anything else is refused, so no code from a checkpoint is ever executed.
+asks for anything else is refused, so no code from a checkpoint is ever executed (the built-in
+reader shares that rule with the Paddle reader: :mod:`posekit.checkpoint.unpickling`).
 """
-import codecs
 import logging
 import pickle
 import struct
@@ -17,6 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from posekit.checkpoint.errors import CheckpointFormatError, _require_file
+from posekit.checkpoint.unpickling import RestrictedUnpickler, StandIn, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -150,38 +151,27 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
     return data
 
 
+_REBUILDERS = {name: StandIn(func, 'torch._utils.' + name) for name, func in (
+    ('_rebuild_tensor', _rebuild_tensor), ('_rebuild_tensor_v2', _rebuild_tensor_v2),
+    ('_rebuild_parameter', _rebuild_parameter),
+    ('_rebuild_parameter_with_state', _rebuild_parameter))}
+
+
 def _rebuild_from_type_v2(func, new_type, args, state):
-    if new_type is not _TensorMarker or func not in (_rebuild_tensor, _rebuild_tensor_v2,
-                                                     _rebuild_parameter):
+    if new_type is not _TensorMarker or func not in _REBUILDERS.values():
         raise pickle.UnpicklingError('unsupported tensor subclass in checkpoint')
     return func(*args)
 
 
-def _numpy_scalar():
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import scalar
-    return scalar
+_REBUILD_FROM_TYPE = StandIn(_rebuild_from_type_v2, 'torch._tensor._rebuild_from_type_v2')
 
 
-def _numpy_reconstruct():
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-def _safe_global(module, name):
-    """The only globals a checkpoint may name: tensor rebuilders, storages, plain containers and
-    numpy scalars/arrays (e.g. a ``perf`` value). None for anything else."""
-    if module == 'collections' and name == 'OrderedDict':
-        return OrderedDict
+def _torch_global(module, name):
+    """The globals of ``torch.save`` a checkpoint may name besides the plain ones of
+    :func:`posekit.checkpoint.unpickling.plain_global`: tensor rebuilders and storage types.
+    None for anything else."""
     if module == 'torch._utils':
-        return {'_rebuild_tensor': _rebuild_tensor, '_rebuild_tensor_v2': _rebuild_tensor_v2,
-                '_rebuild_parameter': _rebuild_parameter,
-                '_rebuild_parameter_with_state': _rebuild_parameter}.get(name)
+        return _REBUILDERS.get(name)
     if module == 'torch' and name in _STORAGE_TYPES:
         return _StorageType(name, _STORAGE_TYPES[name])
     if module == 'torch' and name == 'Size':
@@ -190,35 +180,19 @@ def _safe_global(module, name):
                           ('torch.nn.parameter', 'Parameter')):
         return _TensorMarker
     if module == 'torch._tensor' and name == '_rebuild_from_type_v2':
-        return _rebuild_from_type_v2
-    if module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        if name == 'scalar':
-            return _numpy_scalar()
-        if name == '_reconstruct':
-            return _numpy_reconstruct()
-    if module == 'numpy' and name in ('dtype', 'ndarray'):
-        return getattr(np, name)
-    if module == '_codecs' and name == 'encode':
-        return codecs.encode
-    if module in ('builtins', '__builtin__') and name in ('set', 'frozenset', 'slice', 'complex'):
-        return getattr(__import__('builtins'), name)
+        return _REBUILD_FROM_TYPE
     return None
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(RestrictedUnpickler):
     """An unpickler that rebuilds tensors as numpy arrays and refuses every other global."""
 
     def __init__(self, file, load_storage=None):
         super().__init__(file, encoding='utf-8')
         self._load_storage = load_storage
 
-    def find_class(self, module, name):
-        obj = _safe_global(module, name)
-        if obj is None:
-            raise pickle.UnpicklingError(
-                "refusing to load '%s.%s': a checkpoint may only hold tensors and plain "
-                "containers" % (module, name))
-        return obj
+    def format_global(self, module, name):
+        return _torch_global(module, name)
 
     def persistent_load(self, pid):
         if self._load_storage is None:
@@ -386,24 +360,25 @@ def _read_torch(path, use_torch=None):
             torch_error = e
             if use_torch:
                 raise CheckpointFormatError('cannot read %s with torch: %s'
-                                            % (path, str(e).strip().splitlines()[0])) from e
+                                            % (path, first_line(e))) from e
             logger.debug('torch.load(weights_only=True) failed for %s: %s', path, e)
     if fmt is None:
         msg = ('%s is not a PyTorch checkpoint (neither the zip format of torch >= 1.6 nor the '
                'legacy torch.save format)' % path)
         if torch_error is not None:
-            msg += '; torch.load said: %s' % str(torch_error).strip().splitlines()[0]
+            msg += '; torch.load said: %s' % first_line(torch_error)
         raise CheckpointFormatError(msg)
     try:
         return _read_python(path, fmt), 'python', fmt
     except (pickle.UnpicklingError, EOFError, ValueError, KeyError, TypeError, AttributeError,
             IndexError, struct.error, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        msg = 'cannot read %s: %s' % (path, e)
+        msg = 'cannot read %s: %s' % (path, first_line(e))
         if torch is None and use_torch is None:  # torch is not installed
             msg += (' (the built-in reader handles tensors and plain containers only; torch is '
                     'not installed: %s)' % TORCH_INSTALL_HINT)
-        elif torch_error is not None:
-            msg += '; torch.load said: %s' % str(torch_error).strip().splitlines()[0]
+        elif torch_error is not None and not getattr(e, 'refused_global', None):
+            # (after a refused global, torch's own refusal only suggests weights_only=False)
+            msg += '; torch.load said: %s' % first_line(torch_error)
         raise CheckpointFormatError(msg) from e
 
 

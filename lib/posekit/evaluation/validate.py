@@ -19,15 +19,17 @@ import paddle
 
 from posekit import distributed as dist
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
-from posekit.evaluation.coco_eval import coco_keypoint_results, coco_keypoint_stats, image_id_from_path
+from posekit.evaluation.coco_eval import (check_coco_ground_truth, coco_keypoint_results,
+                                          coco_keypoint_stats, image_id_from_path)
 from posekit.data.loader import build_eval_loader
-from posekit.evaluation.pckh import evaluate_pckh, format_table, write_pred_mat
+from posekit.evaluation.pckh import evaluate_pckh, format_table, load_ground_truth, write_pred_mat
+from posekit.data.base import DatasetError
 from posekit.errors import PosekitInputError
 from posekit.io import write_json
 from posekit.data.descriptors import dataset_info
 from posekit.models import arch_name
 
-__all__ = ['PredictionsError', 'predict_dataset',
+__all__ = ['PredictionsError', 'predict_dataset', 'check_ground_truth',
            'evaluate_predictions', 'validate', 'dataset_result',
            'load_predictions', 'log_table']
 
@@ -140,22 +142,44 @@ def dataset_result(dataset, preds):
 
 def load_predictions(path):
     """Keypoints saved by another run: an MPII ``pred.mat`` (variable ``preds``, 1-based, as the
-    reference writes it) or a ``.npy``/``.npz`` (``preds``) array in 0-based image pixels."""
+    reference writes it) or a ``.npy``/``.npz`` (``preds``) array in 0-based image pixels.
+
+    Whatever is wrong with the file (empty, damaged, no ``preds``, an object or text array)
+    raises :class:`PredictionsError` naming it; the shape is checked by :func:`dataset_result`.
+    """
     if not os.path.isfile(path):
         raise PredictionsError('predictions file not found: %s' % path)
     ext = os.path.splitext(path)[1].lower()
+    if ext not in ('.mat', '.npz', '.npy'):
+        raise PredictionsError('unknown predictions file type %s (expected .mat, .npy or .npz)'
+                               % path)
+    if os.path.getsize(path) == 0:
+        raise PredictionsError('predictions file %s is empty (0 bytes)' % path)
     try:
         if ext == '.mat':
             from scipy.io import loadmat
-            return np.asarray(loadmat(path)['preds'], dtype=np.float64) - 1.0
-        if ext == '.npz':
-            with np.load(path) as z:
-                return np.asarray(z['preds'], dtype=np.float64)
-        if ext == '.npy':
-            return np.asarray(np.load(path), dtype=np.float64)
-    except (KeyError, ValueError, OSError) as e:
-        raise PredictionsError('cannot read predictions from %s: %s' % (path, e)) from e
-    raise PredictionsError('unknown predictions file type %s (expected .mat, .npy or .npz)' % path)
+            mat = loadmat(path)
+            if 'preds' not in mat:
+                raise PredictionsError('%s holds no variable preds' % path)
+            arr, offset = mat['preds'], 1.0  # pred.mat is 1-based
+        elif ext == '.npz':
+            # never allow_pickle: an object array would unpickle (run) whatever it names
+            with np.load(path, allow_pickle=False) as z:
+                if 'preds' not in z.files:
+                    raise PredictionsError('%s holds no array preds (it has: %s)'
+                                           % (path, ', '.join(z.files) or 'nothing'))
+                arr, offset = z['preds'], 0.0
+        else:
+            arr, offset = np.load(path, allow_pickle=False), 0.0
+    except PredictionsError:
+        raise
+    except Exception as e:  # numpy and scipy raise several types for a damaged file
+        raise PredictionsError('cannot read predictions from %s: %s: %s'
+                               % (path, type(e).__name__, e)) from e
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in 'biuf':
+        raise PredictionsError('predictions in %s must be a numeric array, got %s'
+                               % (path, getattr(arr, 'dtype', type(arr).__name__)))
+    return np.asarray(arr, dtype=np.float64) - offset
 
 
 def _as_numpy(*values):
@@ -175,6 +199,26 @@ def _mpii_gt_file(cfg, dataset):
     if ann:
         return os.path.join(os.path.dirname(ann), 'gt_%s.mat' % dataset.image_set)
     return os.path.join(cfg.DATASET.ROOT, 'annot', 'gt_%s.mat' % cfg.DATASET.TEST_SET)
+
+
+def check_ground_truth(cfg, dataset):
+    """Read the ground truth the metric of ``dataset`` needs, before any model runs (valid.py,
+    and training before its first epoch): MPII ``gt_<set>.mat`` (one person per sample of the
+    annotation file), the COCO annotation file as pycocotools reads it. Test sets have none.
+    A damaged or mismatched file raises a one-line error naming it."""
+    image_set = getattr(dataset, 'image_set', cfg.DATASET.TEST_SET)
+    if 'test' in image_set:
+        return
+    if dataset_info(cfg.DATASET.DATASET).metric == 'pckh':
+        path = _mpii_gt_file(cfg, dataset)
+        n_gt = load_ground_truth(path)[0].shape[1]
+        if n_gt != len(dataset):
+            raise DatasetError('MPII ground truth %s has %d people but %s has %d; they must be '
+                               'the same people in the same order'
+                               % (path, n_gt, getattr(dataset, 'ann_file', 'the dataset'),
+                                  len(dataset)))
+    else:
+        check_coco_ground_truth(dataset.ann_file)
 
 
 def evaluate_predictions(cfg, dataset, result, output_dir):

@@ -36,12 +36,15 @@ import numpy as np
 import paddle
 
 from posekit import distributed as dist
-from posekit.errors import PosekitRuntimeError
+from posekit.cli import one_line
+from posekit.errors import PosekitError, PosekitRuntimeError
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
-from posekit.checkpoint import CheckpointError, load_state_dict_strict, save_paddle_state_dict
+from posekit.checkpoint import (CheckpointError, load_state_dict_strict, read_paddle_file,
+                                save_paddle_state_dict)
 from posekit.config import ConfigError, config_to_dict, save_config
+from posekit.config.checks import LR_TYPES, OPTIMIZERS
 from posekit.data import build_dataset
-from posekit.evaluation.validate import validate
+from posekit.evaluation.validate import check_ground_truth, validate
 from posekit.data.loader import build_loader
 from posekit.training.loss import build_loss
 from posekit.models import arch_name, build_model
@@ -80,11 +83,13 @@ def learning_rate(cfg, epoch, iteration, iters_per_epoch):
     """The rate for ``iteration`` (0-based) of ``epoch`` (see the module docstring)."""
     tr = cfg.TRAIN
     base = float(tr.LR)
-    kind = str(tr.LR_TYPE).lower()
-    if kind in ('multistepdecay', 'multistep'):
+    # load_config has checked the names (posekit.config.checks); the raise below is for a
+    # hand-made cfg
+    kind = LR_TYPES.get(str(tr.LR_TYPE).lower())
+    if kind == 'MultiStepDecay':
         passed = sum(1 for m in tr.LR_STEP if epoch >= int(m))
         lr = base * float(tr.LR_FACTOR) ** passed
-    elif kind in ('polynomialdecay', 'poly'):
+    elif kind == 'PolynomialDecay':
         total = max((int(tr.END_EPOCH) - int(tr.BEGIN_EPOCH)) * iters_per_epoch, 1)
         step = min((epoch - int(tr.BEGIN_EPOCH)) * iters_per_epoch + iteration, total)
         lr = base * (1.0 - step / float(total)) ** 0.9
@@ -111,7 +116,8 @@ def build_optimizer(cfg, model):
         return paddle.optimizer.Momentum(learning_rate=float(tr.LR), momentum=float(tr.MOMENTUM),
                                          parameters=params, use_nesterov=bool(tr.NESTEROV),
                                          weight_decay=paddle.regularizer.L2Decay(float(tr.WD)))
-    raise ConfigError("TRAIN.OPTIMIZER must be 'adam' or 'sgd', got %r" % tr.OPTIMIZER)
+    raise ConfigError("TRAIN.OPTIMIZER must be one of %s, got %r"
+                      % (', '.join(OPTIMIZERS), tr.OPTIMIZER))
 
 
 def _param_names(model):
@@ -160,16 +166,14 @@ class Trainer:
         self.progress = progress
         self.output_dir, self.vdl_dir, self.time_str = run_dirs(cfg, cfg_file, create=self.is_main)
         self.checkpoint_path = os.path.join(self.output_dir, CHECKPOINT_NAME)
-        self.resume_from = self._resume_path(resume)
-        self.seed = resolve_seed(cfg)
-        self.state = None
-        if self.resume_from:
-            self.state = self._read_checkpoint(self.resume_from)
-            self.seed = int(self.state.get('seed', self.seed))
+        self.resume_from, self.state, self.seed = self._starting_point(resume)
         seed_everything(self.seed + self.rank)
 
         self.net = build_model(cfg, is_train=True)
-        self.model = paddle.DataParallel(self.net) if self.world > 1 else self.net
+        # several processes: rank 0's initial weights everywhere, gradients averaged after each
+        # backward (posekit.distributed, not paddle.DataParallel: a lost peer is one line there)
+        dist.broadcast_parameters(self.net)
+        self.model = self.net
         self.criterion = build_loss(cfg)
         self.optimizer = build_optimizer(cfg, self.net)
         self.amp = self._amp_enabled()
@@ -177,6 +181,7 @@ class Trainer:
 
         self.train_set = build_dataset(cfg, is_train=True)
         self.valid_set = build_dataset(cfg, is_train=False)
+        check_ground_truth(cfg, self.valid_set)  # now, not after the first epoch
         self.loader, self.seeded, self.sampler = build_loader(
             self.train_set, int(cfg.TRAIN.BATCH_SIZE_PER_GPU), shuffle=bool(cfg.TRAIN.SHUFFLE),
             workers=self.workers, seed=self.seed, rank=self.rank, world_size=self.world)
@@ -193,6 +198,31 @@ class Trainer:
         self.writer = self._visualdl() if (vdl and self.is_main) else None
 
     # ------------------------------------------------------------------ set-up helpers
+    def _starting_point(self, resume):
+        """``(checkpoint path or None, checkpoint or None, seed)``, decided and read by rank 0
+        and sent to every process: in a job across machines only rank 0's machine has the
+        checkpoint, and a drawn seed (``SEED -1``) must be the same everywhere, since the
+        processes share one sample order."""
+        answer = failure = None
+        if self.is_main:
+            try:
+                path = self._resume_path(resume)
+                state = self._read_checkpoint(path) if path else None
+                seed = resolve_seed(self.cfg)
+                if state is not None:
+                    seed = int(state.get('seed', seed))
+                answer = (path, state, seed)
+            except (PosekitError, OSError) as e:
+                if self.world <= 1:
+                    raise
+                failure, answer = e, 'rank 0: %s' % one_line(e)
+        answer = dist.broadcast_object(answer)
+        if failure is not None:
+            raise failure
+        if isinstance(answer, str):  # rank 0 could not start: every process stops with its reason
+            raise CheckpointError(answer)
+        return answer
+
     def _resume_path(self, resume):
         cfg = self.cfg
         if resume is True or (resume is None and (cfg.TRAIN.RESUME or cfg.AUTO_RESUME)):
@@ -210,10 +240,9 @@ class Trainer:
         return None
 
     def _read_checkpoint(self, path):
-        try:
-            state = paddle.load(path)
-        except Exception as e:  # paddle raises several types for damaged files
-            raise CheckpointError('cannot read checkpoint %s: %s' % (path, e)) from e
+        # never paddle.load (pickle.load): a checkpoint from elsewhere must not run code; every
+        # Tensor comes back as a numpy array, which set_state_dict/set_value take as they are
+        state = read_paddle_file(path)
         needed = ('epoch', 'state_dict', 'optimizer')
         if not isinstance(state, dict) or any(k not in state for k in needed):
             raise CheckpointError('%s is not a training checkpoint (needs %s); to start from '
@@ -264,6 +293,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def fit(self):
+        """Train from ``begin_epoch`` to ``END_EPOCH``; returns the best and last indicator."""
+        try:
+            return self._fit()
+        except dist.PeerLost as e:
+            # every process of the job stops; rank 0 kept the last finished epoch
+            raise dist.PeerLost('%s; the last finished epoch is in %s on rank 0\'s machine: '
+                                'start every node again with --resume' % (e, self.checkpoint_path)
+                                ) from e
+
+    def _fit(self):
         cfg = self.cfg
         # Paddle's BN announces once that it tracks statistics in training mode, as expected
         warnings.filterwarnings('ignore', message='When training, we now always track')
@@ -328,11 +367,9 @@ class Trainer:
         """
         if self.world <= 1:
             return
-        import paddle.distributed as pdist
         # Paddle keeps BN statistics as non-trainable parameters, not buffers: take both
         stats = [p for p in self.net.parameters() if p.stop_gradient] + list(self.net.buffers())
-        for t in stats:
-            pdist.broadcast(t, src=0)
+        dist.broadcast_tensors(stats, what='copying rank 0\'s BatchNorm statistics')
 
     def _progress(self, label):
         if not (self.progress and self.is_main):
@@ -381,12 +418,14 @@ class Trainer:
                     loss = self.criterion(output.astype('float32'), y, w)
                 scaled = self.scaler.scale(loss)
                 scaled.backward()
+                dist.average_gradients(self.net.parameters())
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 output = self.model(x)
                 loss = self.criterion(output, y, w)
                 loss.backward()
+                dist.average_gradients(self.net.parameters())
                 self.optimizer.step()
             self.optimizer.clear_grad()
 
@@ -424,9 +463,7 @@ class Trainer:
     def _global_loss(self, loss):
         if self.world <= 1:
             return float(loss)
-        t = loss.detach().clone()
-        import paddle.distributed as pdist
-        pdist.all_reduce(t)
+        t = dist.all_reduce_sum(loss.detach().clone(), what='summing the loss')
         return float(t) / self.world
 
 

@@ -232,8 +232,12 @@ def test_onnx_only_export_keeps_no_paddle_model(tmp_path):
 
 def test_parity_failure_names_the_difference(tmp_path):
     cfg, model = seeded_model('simplenet', seed=4)
-    with pytest.raises(ParityError, match=r'max abs difference [0-9.e-]+ > 1e-12'):
+    with pytest.raises(ParityError, match=r'max abs difference [0-9.e-]+ > 1e-12 .*; nothing '
+                                          r'was written to '):
         export_model(model, cfg, str(tmp_path), fmt='onnx', tol=1e-12)
+    # checked before anything reaches the folder (tests/test_export_atomic.py: over an export)
+    assert os.listdir(tmp_path) == []
+    assert not [n for n in os.listdir(tmp_path.parent) if n.startswith('.%s.' % tmp_path.name)]
 
 
 def test_export_arguments_are_checked(tmp_path):

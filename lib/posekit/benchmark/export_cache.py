@@ -168,19 +168,18 @@ def prepare(folder, cfg, key, want_int8=False, calib_size=CALIB_SIZE):
         _write_manifest(folder, manifest)
 
     if not export_is_current(folder, manifest):  # also retries an export that failed
-        from posekit.export.exporter import ParityError, export_model
+        from posekit.export.exporter import export_model
         manifest.update(export=None, export_error=None, int8=None)
         manifest['notes'] = manifest['notes'][:1]  # the weights note; export notes are redone
         try:
-            result = export_model(model, cfg, folder, fmt='both', opset=EXPORT_OPSET)
+            # a failed parity check still installs the files (latency is meaningful), and the
+            # exporter's note says so beside the table
+            result = export_model(model, cfg, folder, fmt='both', opset=EXPORT_OPSET,
+                                  require_parity=False)
             manifest['notes'] += result.notes
             manifest['export'] = {'onnx': os.path.basename(result.onnx_file),
                                   'paddle': os.path.basename(result.paddle_file),
                                   'max_parity_diff': result.max_diff}
-        except ParityError as e:
-            # the files are written; latency is still meaningful, say so beside the table
-            manifest['export'] = {'onnx': 'model.onnx', 'paddle': 'model.json'}
-            manifest['notes'].append('parity check: ' + short_reason(e, 200))
         except Exception as e:  # noqa: BLE001  (any export failure is a table cell)
             manifest['export_error'] = 'export: ' + short_reason(e)
         if manifest['export']:

@@ -194,10 +194,14 @@ def paddle_to_onnx(model_file, params_file, onnx_file, opset=DEFAULT_OPSET, inpu
                 failure = e
     finally:
         p2o_logging.log_level = level
+    if isinstance(failure, OSError):  # a full disk or a file-size limit while writing
+        raise ExportError('cannot write %s: %s' % (os.path.basename(onnx_file),
+                                                   failure.strerror or failure))
     if failure is not None or not os.path.isfile(raw):
         # paddle2onnx logs the error, prints a traceback and then fails or calls sys.exit
         raise ExportError('paddle2onnx could not convert %s at opset %d: %s'
-                          % (model_file, int(opset), out.error_line() or failure or 'no output'))
+                          % (os.path.basename(model_file), int(opset),
+                             out.error_line() or failure or 'no output'))
     try:
         model = onnx.load(raw)
         got = _onnx_opset(model)
@@ -207,6 +211,9 @@ def paddle_to_onnx(model_file, params_file, onnx_file, opset=DEFAULT_OPSET, inpu
                   dynamic_batch=dynamic_batch)
         onnx.checker.check_model(model)
         onnx.save(model, onnx_file)
+    except OSError as e:
+        raise ExportError('cannot write %s: %s' % (os.path.basename(onnx_file),
+                                                   e.strerror or e)) from e
     finally:
         if os.path.exists(raw):
             os.remove(raw)

@@ -20,35 +20,19 @@ __all__ = ['RUNTIME_NAMES', 'open_exported', 'open_trained']
 RUNTIME_NAMES = {'onnx': 'onnxruntime', 'paddle': 'paddle inference', 'dygraph': 'paddle dygraph'}
 
 
-def _fixed_size_check(runner, width, height):
-    """A model exported with a fixed input size cannot take another one: say so in one line."""
-    fixed_h, fixed_w = runner.input_shape[2], runner.input_shape[3]
-    if (fixed_w is not None and fixed_w != width) or (fixed_h is not None and fixed_h != height):
-        raise PosekitInputError(
-            'input size %dx%d (--width/--height): %s was exported with a fixed %dx%d [W,H] input; '
-            're-export it for %dx%d or drop --width/--height'
-            % (width, height, runner.name, fixed_w or 0, fixed_h or 0, width, height))
-
-
-def open_exported(model_path, kind=None, config_path='', threads=None, input_size=None):
+def open_exported(model_path, kind=None, config_path='', threads=None):
     """``(runner, deploy_config, description)`` for an exported model.
 
     ``kind`` 'onnx' or 'paddle' (default: from the file name, see
     :func:`posekit.runtime.runner_kind`); ``config_path`` the deploy config (default:
-    ``deploy_config.json`` beside the model); ``input_size`` [W, H] replaces the config's for
-    a model exported with a dynamic input size. The model is checked against the config.
+    ``deploy_config.json`` beside the model). The model is checked against the config: an
+    export has the fixed input size of its config (export.py makes no free-size model).
     """
     from posekit.runtime import check_io, open_runner, runner_kind
-    if input_size is not None and None in tuple(input_size):
-        raise PosekitInputError('--width and --height go together')
     config_path = config_path or deploy_config_path(model_path)
     deploy_config = DeployConfig.load(config_path)
     kind = str(kind).lower() if kind else runner_kind(model_path)
     runner = open_runner(model_path, kind=kind, threads=threads)
-    if input_size is not None:
-        width, height = (int(v) for v in input_size)
-        _fixed_size_check(runner, width, height)
-        deploy_config = deploy_config.with_input_size(width, height)
     check_io(runner, deploy_config)
     description = {'model_file': os.path.abspath(runner.model_path),
                    'runtime': RUNTIME_NAMES[kind],

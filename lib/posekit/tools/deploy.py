@@ -7,8 +7,9 @@
 
 The front end of :mod:`posekit.inference.app` for an exported model: the deploy config beside it
 (``deploy_config.json``, or ``--config``) gives the input spec, codec and joints, so the
-keypoints are those of ``infer.py``. ``--width/--height`` run a model exported with a dynamic
-input size at another size. Running an ONNX model needs no Paddle.
+keypoints are those of ``infer.py``. The model runs at the input size it was exported with (to
+run another size, export again with ``MODEL.IMAGE_SIZE W,H`` appended to export.py's command).
+Running an ONNX model needs no Paddle.
 """
 import argparse
 import os
@@ -32,9 +33,6 @@ def parse_args(argv=None):
                              'from the model file name')
     parser.add_argument('--config', default='',
                         help='deploy config (default: deploy_config.json beside the model)')
-    parser.add_argument('--width', type=int, default=None,
-                        help='input width (with --height) for a model exported with a dynamic size')
-    parser.add_argument('--height', type=int, default=None, help='input height (with --width)')
     return parser.parse_args(argv)
 
 
@@ -43,9 +41,8 @@ def _body(argv):
 
     def load():
         from posekit.inference.loading import open_exported
-        size = None if args.width is None and args.height is None else (args.width, args.height)
         return open_exported(args.model, kind=args.type, config_path=args.config,
-                             threads=args.threads, input_size=size)
+                             threads=args.threads)
     return app.run(args, load)
 
 

@@ -11,10 +11,12 @@ model.onnx (input "image" float32 1x3xHxW, output "heatmaps" 1xKx(H/4)x(W/4), op
 --opset), model.json + model.pdiparams (Paddle Inference), deploy_config.json (what deploy.py
 needs: input size, normalisation, joints, flip pairs, decoding), config.yaml (the resolved
 config) and, with --quantize int8, model_int8.onnx. The graph ends at the heatmaps; decoding and
-the flip test stay in numpy. After export the dygraph model, ONNX Runtime and Paddle Inference
-are run on the same inputs and the export fails (exit 1) if their heatmaps differ by more than
---tol. A checkpoint that does not fit the config, a missing file or an empty calibration folder
-is a one-line error with exit code 1.
+the flip test stay in numpy. The dygraph model, ONNX Runtime and Paddle Inference are run on the
+same inputs and the export fails (exit 1) if their heatmaps differ by more than --tol (> 0).
+Everything is built and checked in a sibling folder that replaces --output in one step: a failed
+check, a full disk, Ctrl-C or a kill leaves the previous export there complete and unchanged
+(posekit.export.exporter). A checkpoint that does not fit the config, a missing file or an empty
+calibration folder is a one-line error with exit code 1.
 """
 import argparse
 import os
@@ -57,7 +59,7 @@ def parse_args(argv=None):
     parser.add_argument('--calib-num', type=int, default=None,
                         help='use at most N calibration images (default: all)')
     parser.add_argument('--tol', type=float, default=PARITY_TOL,
-                        help='largest allowed heatmap difference between runtimes '
+                        help='largest allowed heatmap difference between runtimes, > 0 '
                              '(default %(default)s)')
     parser.add_argument('--threads', type=int, default=None,
                         help='CPU threads for the parity and int8 checks (default: physical cores)')
@@ -68,13 +70,14 @@ def parse_args(argv=None):
 def _body(argv):
     args = parse_args(argv)
     from posekit.cli import one_line
-    from posekit.checkpoint import CheckpointError, load_checkpoint
+    from posekit.checkpoint import CheckpointMismatchError, load_checkpoint
     from posekit.config import config_from_args
-    from posekit.export.exporter import ExportError, default_output_dir, export_model
+    from posekit.export.exporter import (ExportError, check_export_options, default_output_dir,
+                                         export_model)
     from posekit.models import build_model
-    from posekit.export.quantize import INT8_NAME, calibration_images, quantize_model
-    if args.quantize and args.format == 'paddle':
-        raise ExportError('--quantize int8 quantises the ONNX model: use --format onnx or both')
+    from posekit.export.quantize import calibration_images
+    # every option is checked before the slow part (building the model, loading the weights)
+    check_export_options(args.format, args.opset, args.tol, args.quantize)
     if args.calib_dir and not args.quantize:
         raise ExportError('--calib-dir is only used with --quantize int8')
     if args.quantize:
@@ -88,19 +91,16 @@ def _body(argv):
     model = build_model(cfg)
     try:
         load_checkpoint(model, model_file)
-    except CheckpointError as e:
-        raise CheckpointError('%s; is --cfg the config this checkpoint was trained with?'
-                              % one_line(e)) from e
+    except CheckpointMismatchError as e:  # a refused or unreadable file needs no such hint
+        raise CheckpointMismatchError('%s; is --cfg the config this checkpoint was trained with?'
+                                      % one_line(e)) from e
     output = args.output or default_output_dir(cfg, args.cfg)
     result = export_model(model, cfg, output, fmt=args.format, opset=args.opset,
-                          dynamic_batch=args.dynamic_batch, tol=args.tol, threads=args.threads)
+                          dynamic_batch=args.dynamic_batch, tol=args.tol, threads=args.threads,
+                          quantize=args.quantize, calib_dir=args.calib_dir,
+                          calib_num=args.calib_num)
     print('weights: %s' % model_file)
-    print(result.describe())
-    if args.quantize:
-        report = quantize_model(result.onnx_file, os.path.join(output, INT8_NAME),
-                                args.calib_dir, result.deploy_config, num=args.calib_num,
-                                threads=args.threads)
-        print(report.describe())
+    print(result.describe())  # with the int8 report
     return 0
 
 

@@ -8,6 +8,9 @@
   :class:`ConfigError` naming the closest valid key;
 * values are typed by the default's type (an int is accepted for a float, a list for a list;
   ``IMAGE_SIZE``/``HEATMAP_SIZE`` also accept a single int, expanded to a square ``[n, n]``);
+* values are then checked against the rules of :mod:`posekit.config.checks` (batch sizes >= 1,
+  LR > 0, a known optimiser, END_EPOCH > BEGIN_EPOCH, ...): a bad one raises :class:`ConfigError`
+  naming the key and where it was set; an empty yaml file is an error too;
 * the resolved config can be written next to a run's outputs with :func:`save_config`.
 """
 import argparse
@@ -18,6 +21,7 @@ import os
 import yaml
 from easydict import EasyDict
 
+from posekit.config.checks import first_problem
 from posekit.config.default import MODEL_EXTRA_DEFAULTS, get_defaults
 from posekit.errors import PosekitInputError
 from posekit.io import write_yaml
@@ -208,7 +212,8 @@ def _read_yaml(path):
         except yaml.YAMLError as e:
             raise ConfigError('config file %s is not valid yaml: %s' % (path, e)) from e
     if data is None:
-        data = {}
+        # an empty file (or comments only) would silently train the default PoseResNet on MPII
+        raise ConfigError('empty config file: %s' % path)
     if not isinstance(data, dict):
         raise ConfigError('config file %s must hold a mapping of keys, not %s' % (path, _type_name(data)))
     return data
@@ -253,21 +258,24 @@ def load_config(cfg_file=None, opts=None):
     tree['MODEL']['EXTRA'] = extra
 
     cfg = EasyDict(tree)
-    _check(cfg, source)
+    _check_values(cfg, cfg_file, data, [key for key, _ in _pairs(opts)])
     return cfg
 
 
-def _check(cfg, source):
-    w, h = cfg.MODEL.IMAGE_SIZE
-    hw, hh = cfg.MODEL.HEATMAP_SIZE
-    if min(w, h, hw, hh) <= 0:
-        raise ConfigError('%s: MODEL.IMAGE_SIZE and MODEL.HEATMAP_SIZE must be positive' % source)
-    if cfg.MODEL.NUM_JOINTS <= 0:
-        raise ConfigError('%s: MODEL.NUM_JOINTS must be positive' % source)
-    if len(cfg.DATASET.MEAN) != 3 or len(cfg.DATASET.STD) != 3:
-        raise ConfigError('%s: DATASET.MEAN and DATASET.STD need three values' % source)
-    if cfg.MODEL.STYLE not in ('pytorch', 'caffe'):
-        raise ConfigError("%s: MODEL.STYLE is 'pytorch' or 'caffe', not %r" % (source, cfg.MODEL.STYLE))
+def _check_values(cfg, cfg_file, data, override_keys):
+    """Apply the rules of :mod:`posekit.config.checks`; the error names the key and where its
+    value came from (the command line, the yaml file or the defaults)."""
+    problem = first_problem(cfg)
+    if problem is None:
+        return
+    key, requirement, value = problem
+    if key in override_keys:
+        where = 'command line'
+    elif key in _flat_keys(data):
+        where = cfg_file
+    else:
+        where = 'default'
+    raise ConfigError("config key '%s' (%s) must be %s, got %r" % (key, where, requirement, value))
 
 
 def config_to_dict(cfg):

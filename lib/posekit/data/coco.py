@@ -1,5 +1,14 @@
-"""COCO person keypoints (REFERENCE_SPEC 1.2): ground-truth boxes and detection boxes."""
+"""COCO person keypoints (REFERENCE_SPEC 1.2): ground-truth boxes and detection boxes.
+
+Boxes no crop can be made of are not used, and the count is reported (:class:`BoxWarning`)
+rather than left to show up as a low AP: a ground-truth person with keypoints whose box is
+empty once clipped to the image (the reference drops these silently too), and a detection box
+with a non-finite value, zero or negative size, lying entirely outside its image, or on an image
+the annotation file does not list (pycocotools would stop on it at the end of the run).
+"""
+import math
 import os
+import warnings
 
 import numpy as np
 
@@ -7,8 +16,8 @@ from posekit.data.descriptors import COCO
 from posekit.codec.transforms import box_to_center_scale
 from posekit.data.base import DatasetError, JointsDataset, load_json, load_json_list
 
-__all__ = ['coco_image_path', 'load_coco_gt_records', 'load_coco_det_records', 'COCODataset',
-           'COCO_NUM_JOINTS']
+__all__ = ['coco_image_path', 'load_coco_gt_records', 'load_coco_det_records',
+           'load_coco_image_sizes', 'COCODataset', 'COCO_NUM_JOINTS', 'BoxWarning']
 
 COCO_NUM_JOINTS = COCO.num_joints
 
@@ -19,6 +28,27 @@ def coco_image_path(image_dir, image_id, image_set=''):
     if '2014' in (image_set or ''):
         name = 'COCO_%s_' % image_set + name
     return os.path.join(image_dir, name)
+
+
+class BoxWarning(UserWarning):
+    """Boxes of a COCO annotation or detection file were skipped (the message counts them)."""
+
+
+def _has_keypoints(ann):
+    try:
+        return any(float(v) > 0 for v in ann.get('keypoints', [])[2::3])
+    except (TypeError, ValueError, AttributeError):
+        return True  # malformed: count it rather than hide it
+
+
+def load_coco_image_sizes(ann_file):
+    """``{image id: (width, height)}`` of a COCO annotation (or image info) file."""
+    data = load_json(ann_file, 'COCO annotation file')
+    try:
+        return {im['id']: (float(im['width']), float(im['height'])) for im in data['images']}
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise DatasetError('COCO annotation file %s is malformed: images need id, width and '
+                           'height: %s: %s' % (ann_file, type(e).__name__, e)) from e
 
 
 def _box_cs(box, aspect_ratio):
@@ -50,6 +80,7 @@ def load_coco_gt_records(ann_file, image_dir, aspect_ratio, image_set='',
                            % (ann_file, type(e).__name__, e)) from e
 
     records = []
+    empty_boxes = 0
     for image_id, im in img_info.items():
         for ann in anns_of.get(image_id, []):
             try:
@@ -62,6 +93,7 @@ def load_coco_gt_records(ann_file, image_dir, aspect_ratio, image_set='',
                 x2 = min(width - 1, x1 + max(0, w - 1))
                 y2 = min(height - 1, y1 + max(0, h - 1))
                 if not (ann['area'] > 0 and x2 >= x1 and y2 >= y1):
+                    empty_boxes += int(_has_keypoints(ann))
                     continue
                 if ann['category_id'] not in person_ids:
                     continue
@@ -89,17 +121,44 @@ def load_coco_gt_records(ann_file, image_dir, aspect_ratio, image_set='',
                 'joints_3d': joints_3d, 'joints_3d_vis': joints_3d_vis,
                 'filename': '', 'imgnum': 0,
             })
+    if empty_boxes:
+        warnings.warn('COCO annotation file %s: %d person(s) with keypoints skipped: zero area '
+                      'or a box outside the image (%d used)'
+                      % (ann_file, empty_boxes, len(records)), BoxWarning, stacklevel=2)
     return records
 
 
+def _bad_det_box(box, image_id, image_sizes):
+    """Why a detection box cannot be used, or None."""
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        return 'with a non-finite value'
+    if w <= 0 or h <= 0:
+        return 'of zero or negative size'
+    if image_sizes is None:
+        return None
+    # results are matched to the ground truth by the id in the image's file name: an int
+    size = image_sizes.get(int(image_id))
+    if size is None:
+        return 'on images not in the annotation file'
+    width, height = size
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return 'entirely outside the image'
+    return None
+
+
 def load_coco_det_records(det_file, image_dir, aspect_ratio, image_thre=0.0, image_set='',
-                          num_joints=COCO_NUM_JOINTS):
+                          num_joints=COCO_NUM_JOINTS, image_sizes=None):
     """One record per detection box with category 1 and score >= ``image_thre`` (file order).
 
     Boxes are not clipped; joints are zero with visibility one; the detection score is kept.
+    Boxes with a non-finite value or a size <= 0 are skipped, and with ``image_sizes``
+    (:func:`load_coco_image_sizes`) also those entirely outside their image or on an image not
+    listed there; one :class:`BoxWarning` gives the counts.
     """
     dets = load_json_list(det_file, 'detection results file', 'boxes')
     records = []
+    skipped = {}
     for i, det in enumerate(dets):
         try:
             if det['category_id'] != 1:
@@ -113,15 +172,27 @@ def load_coco_det_records(det_file, image_dir, aspect_ratio, image_thre=0.0, ima
             image_id = det['image_id']
             center, scale = _box_cs(box, aspect_ratio)
             path = coco_image_path(image_dir, image_id, image_set)
+            reason = _bad_det_box(box, image_id, image_sizes)
         except (KeyError, TypeError, ValueError) as e:
             raise DatasetError('detection results file %s: malformed entry %d: %s: %s'
                                % (det_file, i, type(e).__name__, e)) from e
+        if reason:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
         records.append({
             'image': path, 'center': center, 'scale': scale, 'score': score,
             'joints_3d': np.zeros((num_joints, 3), dtype=np.float64),
             'joints_3d_vis': np.ones((num_joints, 3), dtype=np.float64),
             'filename': '', 'imgnum': 0,
         })
+    if skipped:
+        counts = '%d box(es) skipped (%s)' % (sum(skipped.values()), ', '.join(
+            '%d %s' % (n, why) for why, n in skipped.items()))
+        if not records:
+            raise DatasetError('detection results file %s: no usable box: %s'
+                               % (det_file, counts))
+        warnings.warn('detection results file %s: %s; %d used' % (det_file, counts, len(records)),
+                      BoxWarning, stacklevel=2)
     return records
 
 
@@ -162,7 +233,12 @@ class COCODataset(JointsDataset):
             if not source:
                 raise DatasetError('COCO detection boxes requested (TEST.USE_GT_BBOX false) but '
                                    'TEST.COCO_BBOX_FILE is empty')
+            # the image sizes of the annotation file (when there is one) tell which boxes lie
+            # outside their image; without them only the boxes' own values are checked
+            sizes = (load_coco_image_sizes(self.ann_file) if os.path.isfile(self.ann_file)
+                     else None)
             records = load_coco_det_records(source, self.image_dir, aspect_ratio,
-                                            float(cfg.TEST.IMAGE_THRE), image_set, num_joints)
+                                            float(cfg.TEST.IMAGE_THRE), image_set, num_joints,
+                                            image_sizes=sizes)
         self.source = source
         super().__init__(cfg, records, is_train=is_train, rng=rng, source=source)

@@ -24,6 +24,11 @@ def load_mpii_records(json_path, image_dir, is_test_set=False, num_joints=MPII_N
             c = np.array(a['center'], dtype=np.float64).reshape(2)
             s = np.array([a['scale'], a['scale']], dtype=np.float64)
             image_name = str(a['image'])
+            # a person box of size <= 0 (or NaN) makes no crop; MPII persons cannot be skipped
+            # (gt_<set>.mat pairs them with predictions by position), so it is an error
+            if not (np.all(np.isfinite(c)) and np.isfinite(s[0]) and s[0] > 0):
+                raise ValueError('center %s and scale %s: the scale must be a finite number > 0'
+                                 % (a['center'], a['scale']))
             if c[0] != -1:
                 c[1] = c[1] + 15 * s[1]
                 s = s * 1.25

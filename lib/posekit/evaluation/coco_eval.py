@@ -18,6 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from posekit.data.base import DatasetError, load_json
 from posekit.evaluation.oks import oks_nms_arrays, soft_oks_nms_arrays
 
 STATS_NAMES = ['AP', 'Ap .5', 'AP .75', 'AP (M)', 'AP (L)', 'AR', 'AR .5', 'AR .75', 'AR (M)', 'AR (L)']
@@ -97,6 +98,49 @@ def coco_keypoint_results(preds, boxes, image_ids, in_vis_thre=0.2, oks_thre=0.9
                 'scale': [float(v) for v in boxes[i, 2:4]],
             })
     return results
+
+
+# what pycocotools reads of the ground truth when it evaluates keypoints
+_GT_IMAGE_KEYS = ('id',)
+_GT_ANNOTATION_KEYS = ('id', 'image_id', 'category_id', 'keypoints', 'num_keypoints', 'area',
+                       'bbox')
+
+
+class NoGroundTruthWarning(UserWarning):
+    """The annotation file has no person with keypoints: every COCO stat will be -1."""
+
+
+def check_coco_ground_truth(gt_json_path):
+    """Check before a model runs that ``gt_json_path`` has what the keypoint evaluation reads
+    (pycocotools would stop at the end of the run otherwise); warn when it has no person with
+    keypoints (the stats would all be -1). Raises :class:`DatasetError` naming the file."""
+    data = load_json(gt_json_path, 'COCO annotation file')
+    if not isinstance(data, dict):
+        raise DatasetError('COCO annotation file %s: expected a mapping with images, annotations '
+                           'and categories, got %s' % (gt_json_path, type(data).__name__))
+    for section, keys in (('images', _GT_IMAGE_KEYS), ('annotations', _GT_ANNOTATION_KEYS),
+                          ('categories', ('id',))):
+        entries = data.get(section)
+        if not isinstance(entries, list):
+            raise DatasetError('COCO annotation file %s has no list "%s" (the evaluation needs '
+                               'it)' % (gt_json_path, section))
+        for i, entry in enumerate(entries):
+            missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                raise DatasetError('COCO annotation file %s: %s entry %d lacks %s (the evaluation '
+                                   'needs %s)' % (gt_json_path, section, i, ', '.join(missing),
+                                                  ', '.join(keys)))
+    if not any(not a.get('iscrowd', 0) and _positive(a['num_keypoints'])
+               for a in data['annotations']):
+        warnings.warn('COCO annotation file %s has no person with keypoints: every COCO stat '
+                      'will be -1' % gt_json_path, NoGroundTruthWarning, stacklevel=2)
+
+
+def _positive(value):
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def coco_keypoint_stats(gt_json_path, results):

@@ -8,12 +8,16 @@ Reproduced knowingly:
   ``error / head size <= threshold`` (inclusive).
 * Pelvis (6) and thorax (7) are left out of "Mean"; "Mean" is weighted by how many times each joint
   is visible; the group values (Shoulder, ...) are plain left/right means.
+* A person whose head box has size 0 (or a non-finite corner) has no head size: every visible
+  joint of theirs counts as a miss, as in the reference. It is not hidden: a
+  :class:`HeadBoxWarning` gives the count.
 * QUIRK: "Mean@0.1" is row 11 of ``np.arange(0, 0.51, 0.01)``, i.e. PCKh at threshold **0.11**, not
   0.10. It is kept so that tables match the published ones. The true PCKh at 0.1 is available under
   the separate key ``'PCKh@0.1'`` (``evaluate_pckh(..., with_true_pckh01=True)`` or
   :func:`pckh_details`); it is not part of the reference table.
 """
 import os
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -32,6 +36,17 @@ MEAN_AT_01_ROW = 11
 TRUE_PCKH01_KEY = 'PCKh@0.1'
 
 REQUIRED_KEYS = ('jnt_missing', 'pos_gt_src', 'headboxes_src')
+
+
+class HeadBoxWarning(UserWarning):
+    """Persons of the MPII ground truth whose joints all count as misses (head box of size 0)."""
+
+
+def load_ground_truth(gt_mat_path_or_dict):
+    """Read and check an MPII ``gt_<set>.mat`` (or the dict ``loadmat`` gives): returns
+    ``(jnt_missing (16, N), pos_gt_src (16, 2, N), headboxes_src (2, 2, N), joint names)``.
+    A missing file raises ``FileNotFoundError``, a damaged one :class:`DatasetError`."""
+    return _load_gt(gt_mat_path_or_dict)
 
 
 def _load_gt(gt_mat_path_or_dict):
@@ -75,15 +90,30 @@ def _load_gt(gt_mat_path_or_dict):
             raise DatasetError('%s: unreadable dataset_joints' % source) from exc
         if len(names) != NUM_JOINTS or set(names) != set(MPII_MAT_JOINTS):
             raise DatasetError('%s: dataset_joints should name the 16 MPII joints, got %s' % (source, names))
+    _warn_degenerate_head_boxes(jnt_missing, headboxes, source)
     return jnt_missing, pos_gt, headboxes, names
 
 
+def _warn_degenerate_head_boxes(jnt_missing, headboxes, source):
+    with np.errstate(invalid='ignore'):
+        sizes = np.linalg.norm(headboxes[1, :, :] - headboxes[0, :, :], axis=0)
+        no_size = ~(np.isfinite(sizes) & (sizes > 0))
+    visible = (1 - jnt_missing) > 0
+    persons = no_size & visible.any(axis=0)
+    if persons.any():
+        warnings.warn('MPII ground truth %s: %d person(s) have a head box of size 0; their %d '
+                      'visible joints count as misses (first: person %d)'
+                      % (source, int(persons.sum()), int(visible[:, persons].sum()),
+                         int(np.flatnonzero(persons)[0])), HeadBoxWarning, stacklevel=2)
+
+
 def _check_preds(preds, n_gt):
+    # DatasetError is a ValueError that the entry points print as one line
     preds = np.asarray(preds, dtype=np.float64)
     if preds.ndim != 3 or preds.shape[1] != NUM_JOINTS or preds.shape[2] < 2:
-        raise ValueError('preds should be N x 16 x 2 (or x 3), got %s' % (preds.shape,))
+        raise DatasetError('preds should be N x 16 x 2 (or x 3), got %s' % (preds.shape,))
     if n_gt is not None and preds.shape[0] != n_gt:
-        raise ValueError('got %d predictions but the ground truth has %d people; predictions must '
+        raise DatasetError('got %d predictions but the ground truth has %d people; predictions must '
                          'cover the whole evaluation set in dataset order' % (preds.shape[0], n_gt))
     return preds[:, :, 0:2]
 

@@ -87,11 +87,12 @@ def _evaluate_file(cfg, path, out_dir, logger):
     """``--predictions``: the metric of saved keypoints (rank 0 only; no model is run)."""
     from posekit import distributed as dist
     from posekit.data import build_dataset
-    from posekit.evaluation.validate import (dataset_result, evaluate_predictions,
-                                             load_predictions, log_table)
+    from posekit.evaluation.validate import (check_ground_truth, dataset_result,
+                                             evaluate_predictions, load_predictions, log_table)
     if not dist.is_main():
         return 0
     dataset = build_dataset(cfg, is_train=False)
+    check_ground_truth(cfg, dataset)
     result = dataset_result(dataset, load_predictions(path))
     logger.info('=> evaluating %d saved predictions from %s', result['count'], path)
     name_values, _ = evaluate_predictions(cfg, dataset, result, out_dir)
@@ -138,11 +139,14 @@ def _body(argv):
     model_file = cfg.TEST.MODEL_FILE or os.path.join(run_dir, 'final_state.pdparams')
     if not os.path.exists(model_file):
         raise PosekitInputError('model file not found: %s (give --model-file)' % model_file)
-    from posekit.evaluation.validate import validate
+    from posekit.evaluation.validate import check_ground_truth, validate
     from posekit.training.loss import build_loss
     logger.info('=> loading model from %s', model_file)
     runner, runtime = _open_runner(cfg, args, model_file)
+    # every input file is read before the model runs: a bad annotation, detection or
+    # ground-truth file stops valid.py at once, not after the whole set
     dataset = build_dataset(cfg, is_train=False)
+    check_ground_truth(cfg, dataset)
     logger.info('=> %d samples, %s, flip test %s, %d process(es)', len(dataset), runtime,
                 'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
     _, _, result = validate(cfg, runner, dataset, out_dir, criterion=build_loss(cfg))

@@ -2,10 +2,47 @@
 
 A single process (no launcher) is world size 1, rank 0, and none of these calls communicate.
 On CPU the launcher uses gloo; on GPUs NCCL. Only rank 0 writes files, logs and VisualDL.
+
+Every collective operation goes through :func:`_communicate`, so that the death of another
+process (or of a whole node) ends this one with one line (:class:`PeerLost`) instead of a
+traceback. That is also why gradients are averaged here, from Python, rather than by
+``paddle.DataParallel``: its reducer communicates inside the C++ backward pass, where a gloo
+error aborts the process with a C++ dump (Paddle 3.3).
+
+gloo gives up on a peer that does not answer within 30 s (fixed in Paddle 3.3), so no collective
+waits for ever, but neither may rank 0 work alone for longer (COCO evaluation, saving a large
+checkpoint) while the others wait in one. :func:`barrier` and :func:`broadcast_object`, which
+follow such work, therefore first wait for rank 0 on the launcher's key-value store, which has
+no such limit (its own is 900 s) and fails at once when rank 0's process is gone.
 """
 import os
+import re
 
-__all__ = ['world_size', 'rank', 'is_main', 'init', 'all_gather_object', 'barrier', 'broadcast_object']
+from posekit.errors import PosekitRuntimeError
+
+__all__ = ['world_size', 'rank', 'is_main', 'local_rank', 'is_local_main', 'init',
+           'all_gather_object', 'barrier', 'broadcast_object', 'PeerLost', 'all_reduce_sum',
+           'broadcast_tensors', 'broadcast_parameters', 'average_gradients']
+
+
+class PeerLost(PosekitRuntimeError):
+    """A collective operation failed: another process of the job died or stopped answering."""
+
+
+def _communicate(what, call, *args, **kwargs):
+    """``call(*args, **kwargs)``, a collective; its failure (Paddle raises a RuntimeError with
+    gloo's message) becomes :class:`PeerLost` naming ``what`` was being done."""
+    try:
+        return call(*args, **kwargs)
+    except PosekitRuntimeError:
+        raise
+    except RuntimeError as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        # gloo prefixes its messages with its source position: "[.../pair.cc:576] Read error"
+        detail = re.sub(r'^\[[^\]]*\]\s*', '', lines[0]) if lines else type(e).__name__
+        raise PeerLost('lost contact with the other processes of the job while %s (one died or '
+                       'did not answer within gloo\'s 30 s; this is rank %d of %d): %s'
+                       % (what, rank(), world_size(), detail)) from e
 
 
 def world_size():
@@ -21,6 +58,20 @@ def is_main():
     return rank() == 0
 
 
+def local_rank():
+    """Rank of this process among those of its machine (0 without the launcher)."""
+    for key in ('PADDLE_LOCAL_RANK', 'PADDLE_RANK_IN_NODE', 'LOCAL_RANK'):
+        if os.environ.get(key):
+            return int(os.environ[key])
+    return 0
+
+
+def is_local_main():
+    """The first process of its machine: the one that prepares what each machine needs on its
+    own disk (a generated dataset) when the job spans several machines."""
+    return local_rank() == 0
+
+
 _initialised = False
 
 
@@ -34,22 +85,105 @@ def init():
     return world_size() > 1
 
 
+_rank0_waits = 0
+
+
+def _wait_for_rank0(what):
+    """Every process but rank 0 waits (without gloo's 30 s limit) until rank 0 gets here too."""
+    global _rank0_waits
+    _rank0_waits += 1   # every process calls this in the same order: the keys match
+    from paddle.base import core
+    key = 'posekit/rank0_ready/%d' % _rank0_waits
+    store = core.create_or_get_global_tcp_store()
+    if is_main():
+        store.set(key, b'1')
+        return
+    try:
+        store.wait(key)
+    except Exception as e:  # the store raises ValueError/RuntimeError when rank 0 is gone
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        raise PeerLost('lost contact with rank 0 while %s (this is rank %d of %d): %s'
+                       % (what, rank(), world_size(), lines[0] if lines else type(e).__name__)
+                       ) from e
+
+
 def all_gather_object(obj):
     """List with every rank's ``obj`` (rank order); ``[obj]`` in a single process."""
     if world_size() <= 1:
         return [obj]
     import paddle.distributed as dist
     out = []
-    dist.all_gather_object(out, obj)
+    _communicate('gathering results', dist.all_gather_object, out, obj)
     return out
 
 
 def broadcast_object(obj):
-    """Rank 0's ``obj`` on every rank."""
-    return all_gather_object(obj)[0]
+    """Rank 0's ``obj`` on every rank (the others' ``obj`` is not sent)."""
+    if world_size() <= 1:
+        return obj
+    import paddle.distributed as dist
+    _wait_for_rank0('waiting for rank 0\'s data')
+    box = [obj]
+    _communicate('receiving rank 0\'s data', dist.broadcast_object_list, box, src=0)
+    return box[0]
 
 
 def barrier():
+    """Every process waits for the others (for rank 0 without a time limit, see above)."""
     if world_size() > 1:
         import paddle.distributed as dist
-        dist.barrier()
+        _wait_for_rank0('waiting for rank 0')
+        _communicate('waiting for the other processes', dist.barrier)
+
+
+def all_reduce_sum(tensor, what='summing a value'):
+    """Sum ``tensor`` over the processes, in place."""
+    if world_size() > 1:
+        import paddle.distributed as dist
+        _communicate(what, dist.all_reduce, tensor)
+    return tensor
+
+
+def broadcast_tensors(tensors, src=0, what='copying rank 0\'s values'):
+    """Give every process rank ``src``'s values of ``tensors``, in place."""
+    if world_size() > 1:
+        import paddle.distributed as dist
+        for t in tensors:
+            _communicate(what, dist.broadcast, t, src=src)
+
+
+def broadcast_parameters(layer):
+    """Start every process from rank 0's parameters and buffers (as ``paddle.DataParallel``
+    does when it wraps a model)."""
+    if world_size() > 1:
+        from paddle.distributed.parallel import sync_params_buffers
+        _communicate('copying rank 0\'s initial weights', sync_params_buffers, layer)
+
+
+def average_gradients(parameters):
+    """Average the gradients of ``parameters`` over the processes, in place, after backward.
+
+    The reducer of ``paddle.DataParallel`` does the same arithmetic (each gradient scaled by
+    1 / world size, then summed across processes), here on one flat buffer per dtype; with two
+    processes the result is bit for bit the reducer's. Unlike the reducer, the exchange does not
+    overlap the backward pass.
+    """
+    world = world_size()
+    if world <= 1:
+        return
+    import paddle
+    import paddle.distributed as dist
+    groups = {}
+    for p in parameters:
+        if not p.stop_gradient and p.grad is not None:
+            groups.setdefault(str(p.grad.dtype), []).append(p.grad)
+    with paddle.no_grad():
+        for grads in groups.values():
+            flat = paddle.concat([g.reshape([-1]) for g in grads])
+            flat.scale_(1.0 / world)
+            _communicate('averaging the gradients', dist.all_reduce, flat)
+            offset = 0
+            for g in grads:
+                n = int(g.numel())
+                paddle.assign(flat[offset:offset + n].reshape(g.shape), output=g)
+                offset += n

@@ -23,14 +23,16 @@ def build_dataset(cfg, is_train=False, rng=None, **kwargs):
 
 def prepare_synthetic(cfg):
     """Generate the synthetic set of ``DATASET.SYNTHETIC`` under ``DATASET.ROOT`` if it is enabled
-    and not there yet (rank 0 generates, other processes wait). Returns the root or None."""
+    and not there yet. The first process of each machine generates (a job across machines has
+    no shared disk; on a shared one the first finished set is kept), the others wait. Returns
+    the root or None."""
     syn = cfg.DATASET.SYNTHETIC
     if not syn.ENABLED:
         return None
     from posekit import distributed as dist
     from posekit.data.synthetic import ensure_synthetic
     fmt = dataset_info(cfg.DATASET.DATASET).synthetic_format
-    if dist.is_main():
+    if dist.is_local_main():
         import logging
         logger = logging.getLogger('posekit')
         step = max((int(syn.NUM_TRAIN) + int(syn.NUM_VALID)) // 10, 1)

@@ -189,13 +189,18 @@ def runs(data):
     """Every case's (returncode, stdout, stderr), two processes at a time."""
     cases = _cases(data)
 
-    def run(argv):
+    def run(name, argv):
+        # each case writes in a folder of its own: two runs at a time on one output folder are
+        # refused (posekit.outputs.hold_output_folder)
+        own = str(data['root'] / 'runs' / name.replace(' ', '_'))
+        argv = [own if i and argv[i - 1] in ('--output', 'OUTPUT_DIR') else a
+                for i, a in enumerate(argv)]
         script = os.path.join(ROOT, 'pose_estimation', argv[0])
         return subprocess.run([sys.executable, script] + argv[1:], cwd=str(data['root']),
                               capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(2) as pool:
-        futures = {name: pool.submit(run, case[0]) for name, case in cases.items()}
+        futures = {name: pool.submit(run, name, case[0]) for name, case in cases.items()}
         return {name: f.result() for name, f in futures.items()}
 
 

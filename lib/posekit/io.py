@@ -87,7 +87,14 @@ def atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     stem, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix='.%s.tmp-' % stem, suffix=ext, dir=folder)
+    prefix = '.%s.tmp-' % stem
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=ext, dir=folder)
+    except OSError as e:  # a read-only or full folder
+        named = _naming(e, path, prefix)
+        if named is e:
+            raise
+        raise named from e
     os.close(fd)
     try:
         yield tmp
@@ -98,11 +105,24 @@ def atomic_path(path):
             os.close(fd)
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise
+        named = _naming(e, path, prefix) if isinstance(e, OSError) else e
+        if named is e:
+            raise
+        raise named from e
     _fsync_folder(folder)
+
+
+def _naming(error, path, prefix):
+    """A write error of the temporary file as one about ``path``: writers report a full disk
+    without a file name ("[Errno 28] No space left on device"), ``mkstemp`` with the temporary
+    name; the user knows the target."""
+    name = error.filename
+    if error.errno and (name is None or os.path.basename(os.fspath(name)).startswith(prefix)):
+        return OSError(error.errno, error.strerror or os.strerror(error.errno), path)
+    return error
 
 
 def write_bytes(path, data):

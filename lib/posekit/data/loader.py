@@ -11,13 +11,30 @@ sample of the shared permutation, so ``TRAIN.BATCH_SIZE_PER_GPU`` is the batch o
 the effective batch is that times the number of processes. The order is padded by repeating its
 first samples so that every rank runs the same number of iterations (like
 ``DistributedBatchSampler``).
+
+Worker processes (``WORKERS`` >= 1, ``paddle.io.DataLoader``):
+
+* they end with their parent however it ends, kill -9 included: on Linux the kernel sends them
+  SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``), and on every platform a thread of
+  theirs checks once a second that the parent is still there (Paddle's own check sits in a loop
+  a blocked worker never comes back to). They leave after removing their shared-memory files.
+* A posekit error while preparing a sample (a missing or unreadable image) travels to the parent
+  inside the batch and is raised there with its own message; through Paddle it would arrive as
+  "Blocking queue is killed" with the worker's traceback printed by another thread.
 """
+import functools
+import importlib
 import math
+import os
+import signal
+import sys
+import threading
 
 import numpy as np
 
 from posekit.config import ConfigError
 from posekit.data.base import DatasetError
+from posekit.errors import PosekitError
 
 __all__ = ['EpochBatchSampler', 'FixedBatchSampler', 'SeededDataset', 'collate', 'build_loader',
            'build_eval_loader', 'shard_indices']
@@ -87,6 +104,7 @@ class SeededDataset:
         self.dataset = dataset
         self.seed = seed
         self.epoch = 0
+        self.relay_errors = False  # set in worker processes (_worker_init)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -98,14 +116,59 @@ class SeededDataset:
         idx = int(idx)
         if self.seed is not None and self.dataset.is_train:
             self.dataset.rng = np.random.default_rng([int(self.seed), self.epoch, idx])
-        inp, target, target_weight, meta = self.dataset[idx]
+        try:
+            inp, target, target_weight, meta = self.dataset[idx]
+        except PosekitError as e:
+            if not self.relay_errors:
+                raise
+            return _Failure(e)
         meta = dict(meta, index=idx)
         return inp, target, target_weight, meta
+
+
+class _Failure:
+    """A sample a worker could not prepare: the error's class and message, for the parent."""
+
+    def __init__(self, error):
+        self.kind = '%s:%s' % (type(error).__module__, type(error).__qualname__)
+        self.message = str(error)
+
+    def batch(self):
+        # shaped like a batch so that Paddle carries it; _WorkerLoader raises it in the parent
+        empty = np.zeros((1,), np.float32)
+        return empty, empty, empty, {_FAILURE_KEY: [self.kind, self.message]}
+
+
+_FAILURE_KEY = 'posekit_worker_error'
+
+
+def _raise_failure(kind, message):
+    """Raise, in the parent, the error a worker sent (its own class when it can be rebuilt from
+    the message alone, else :class:`DatasetError`)."""
+    module, _, name = kind.partition(':')
+    cls = None
+    try:
+        cls = importlib.import_module(module)
+        for part in name.split('.'):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError):
+        cls = None
+    if isinstance(cls, type) and issubclass(cls, PosekitError):
+        try:
+            error = cls(message)
+        except TypeError:  # a constructor with other arguments
+            error = DatasetError(message)
+    else:
+        error = DatasetError(message)
+    raise error
 
 
 def collate(samples):
     """Stack (input, target, target_weight, meta) samples into numpy arrays (meta: dict of arrays,
     strings stay lists)."""
+    for s in samples:
+        if isinstance(s, _Failure):
+            return s.batch()
     inputs = np.stack([s[0] for s in samples]).astype(np.float32, copy=False)
     targets = np.stack([s[1] for s in samples]).astype(np.float32, copy=False)
     weights = np.stack([s[2] for s in samples]).astype(np.float32, copy=False)
@@ -134,6 +197,103 @@ class _ListLoader:
         return len(self.batch_sampler)
 
 
+class _WorkerLoader:
+    """``paddle.io.DataLoader`` that raises, in this process, an error a worker sent."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        try:
+            for batch in batches:
+                meta = batch[3]
+                if isinstance(meta, dict) and _FAILURE_KEY in meta:
+                    _raise_failure(*meta[_FAILURE_KEY])
+                yield batch
+        finally:
+            # Paddle stops its workers at the end of a pass only: its reader thread keeps an
+            # iterator left early (an error, Ctrl-C) and the workers alive until the
+            # interpreter exits, where their ends are reported as failures
+            shutdown = getattr(batches, '_try_shutdown_all', None)
+            if shutdown is not None:
+                try:
+                    # (nothing left to do after a complete pass); a worker that hangs (a file
+                    # on a dead network share) is not waited for: it ends with this process
+                    shutdown(WORKER_JOIN_TIMEOUT)
+                except Exception:
+                    # a worker that has already ended is reported again here; what stopped the
+                    # pass (the error or the signal on its way up) is what matters
+                    pass
+
+    def __len__(self):
+        return len(self.loader)
+
+
+# --------------------------------------------------------------------------------------------
+# worker processes
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WORKER_JOIN_TIMEOUT = 2.0  # seconds to wait for each worker of a pass left early
+WATCH_INTERVAL = 1.0  # seconds between two checks that the parent is alive
+
+
+def _cleanup_shared_memory():
+    """Remove this worker's shared-memory files (a worker killed with SIGKILL leaves them in
+    /dev/shm)."""
+    try:
+        from paddle.base import core
+        core._cleanup_mmap_fds()
+    except Exception:  # leaving matters more than tidying
+        pass
+
+
+def _on_sigterm(signum, frame):
+    _cleanup_shared_memory()
+    # end as "killed by SIGTERM", the status Paddle and multiprocessing expect of a worker they
+    # stop (an exit code would be reported as a worker failure)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_parent(parent_pid):
+    import time
+    while os.getppid() == parent_pid:
+        time.sleep(WATCH_INTERVAL)
+    _cleanup_shared_memory()
+    os._exit(128 + int(signal.SIGTERM))  # the parent is gone: nobody reads the status
+
+
+def _worker_init(parent_pid, worker_id):
+    """First thing in every loader worker (``worker_init_fn``)."""
+    # Ctrl-C reaches the whole process group: the parent stops its workers; a worker ignores it
+    # (else each prints a KeyboardInterrupt traceback). SIGTERM ends a worker quietly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    if sys.platform.startswith('linux'):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watching thread below still ends this worker
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        _cleanup_shared_memory()
+        os._exit(128 + int(signal.SIGTERM))
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name='posekit-parent-watch',
+                     daemon=True).start()
+    from paddle.io import get_worker_info
+    get_worker_info().dataset.relay_errors = True
+
+
+def _paddle_loader(seeded, sampler, workers, use_shared_memory):
+    from paddle.io import DataLoader
+    loader = DataLoader(seeded, batch_sampler=sampler, num_workers=int(workers),
+                        collate_fn=collate, use_shared_memory=use_shared_memory,
+                        return_list=True, worker_init_fn=functools.partial(_worker_init,
+                                                                           os.getpid()))
+    return _WorkerLoader(loader)
+
+
 def build_loader(dataset, batch_size, shuffle=False, workers=0, seed=None, rank=0, world_size=1,
                  drop_last=False, use_shared_memory=True):
     """A loader yielding numpy ``(inputs, targets, target_weights, meta)`` batches.
@@ -146,10 +306,7 @@ def build_loader(dataset, batch_size, shuffle=False, workers=0, seed=None, rank=
                                 seed=0 if seed is None else seed, rank=rank, world_size=world_size)
     if workers <= 0:
         return _ListLoader(seeded, sampler), seeded, sampler
-    from paddle.io import DataLoader
-    loader = DataLoader(seeded, batch_sampler=sampler, num_workers=int(workers), collate_fn=collate,
-                        use_shared_memory=use_shared_memory, return_list=True)
-    return loader, seeded, sampler
+    return _paddle_loader(seeded, sampler, workers, use_shared_memory), seeded, sampler
 
 
 class FixedBatchSampler:
@@ -177,6 +334,4 @@ def build_eval_loader(dataset, batch_size, workers=0, rank=0, world_size=1,
     seeded = SeededDataset(dataset, None)
     if workers <= 0:
         return _ListLoader(seeded, sampler)
-    from paddle.io import DataLoader
-    return DataLoader(seeded, batch_sampler=sampler, num_workers=int(workers), collate_fn=collate,
-                      use_shared_memory=use_shared_memory, return_list=True)
+    return _paddle_loader(seeded, sampler, workers, use_shared_memory)

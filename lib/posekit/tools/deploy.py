@@ -38,6 +38,8 @@ def parse_args(argv=None):
 
 def _body(argv):
     args = parse_args(argv)
+    from posekit.outputs import check_output_folder
+    check_output_folder(args.output, '--output')  # before the model is loaded
 
     def load():
         from posekit.inference.loading import open_exported

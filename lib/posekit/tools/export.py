@@ -78,6 +78,9 @@ def _body(argv):
     from posekit.export.quantize import calibration_images
     # every option is checked before the slow part (building the model, loading the weights)
     check_export_options(args.format, args.opset, args.tol, args.quantize)
+    if args.output:
+        from posekit.outputs import check_output_folder
+        check_output_folder(args.output, '--output')
     if args.calib_dir and not args.quantize:
         raise ExportError('--calib-dir is only used with --quantize int8')
     if args.quantize:

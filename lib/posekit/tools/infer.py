@@ -35,6 +35,8 @@ def parse_args(argv=None):
 
 def _body(argv):
     args = parse_args(argv)
+    from posekit.outputs import check_output_folder
+    check_output_folder(args.output, '--output')  # before the model is loaded
 
     def load():
         from posekit.config import config_from_args

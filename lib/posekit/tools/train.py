@@ -37,8 +37,7 @@ def _body(argv):
     from posekit import distributed as dist
     from posekit.config import config_from_args
     from posekit.data import prepare_synthetic
-    from posekit.outputs import log_file, run_dirs, setup_logging
-    from posekit.training.trainer import Trainer
+    from posekit.outputs import hold_output_folder, log_file, run_dirs, setup_logging
 
     if args.seed is not None:
         args.opts = list(args.opts) + ['SEED', str(args.seed)]
@@ -47,10 +46,17 @@ def _body(argv):
     cfg = config_from_args(args)
     dist.init()
     rank = dist.rank()
-    out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
-    logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'), rank=rank)
-    logger.info('=> %s', ' '.join(sys.argv))
-    prepare_synthetic(cfg)
+    out_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0, logs=True)
+    # one run per run folder (released on every way out: error, Ctrl-C, SIGTERM)
+    with hold_output_folder(out_dir, 'wait for it to end or use another OUTPUT_DIR'):
+        logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'train'), rank=rank)
+        logger.info('=> %s', ' '.join(sys.argv))
+        prepare_synthetic(cfg)
+        return _train(args, cfg, rank, logger)
+
+
+def _train(args, cfg, rank, logger):
+    from posekit.training.trainer import Trainer
     trainer = Trainer(cfg, args.cfg, resume=args.resume_from or (True if args.resume else None),
                       progress=not args.no_progress)
     result = trainer.fit()
@@ -61,7 +67,8 @@ def _body(argv):
 
 
 def main(argv=None):
-    # a bad config, data or checkpoint, or a diverged loss: one line, exit 1; Ctrl-C: 130
+    # a bad config, data or checkpoint, a diverged loss or a full disk: one line, exit 1;
+    # Ctrl-C: 130, SIGTERM: 143 (the hint also follows a failed write)
     return run_tool(PROG, _body, argv, interrupted_hint='the last finished epoch is in '
                     'checkpoint.pdckpt (continue with --resume)')
 

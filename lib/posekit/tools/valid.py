@@ -121,10 +121,10 @@ def _body(argv):
     args = parse_args(argv)
     from posekit import distributed as dist
     from posekit.config import config_from_args
-    from posekit.data import build_dataset, prepare_synthetic
-    from posekit.errors import PosekitInputError
-    from posekit.outputs import log_file, run_dirs, setup_logging
+    from posekit.outputs import check_output_folder, hold_output_folder, run_dirs
 
+    if args.output:
+        check_output_folder(args.output, '--output')
     # explicit switches win over the KEY VALUE pairs given after them
     args.opts = list(args.opts) + _overrides(args)
     cfg = config_from_args(args)
@@ -132,6 +132,16 @@ def _body(argv):
     rank = dist.rank()
     run_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
     out_dir = args.output or run_dir
+    # one run per output folder (released on every way out: error, Ctrl-C, SIGTERM)
+    with hold_output_folder(out_dir, 'wait for it to end or give another --output'):
+        return _validate(args, cfg, run_dir, out_dir, time_str, rank)
+
+
+def _validate(args, cfg, run_dir, out_dir, time_str, rank):
+    from posekit import distributed as dist
+    from posekit.data import build_dataset, prepare_synthetic
+    from posekit.errors import PosekitInputError
+    from posekit.outputs import log_file, setup_logging
     logger = setup_logging(log_file(out_dir, args.cfg, time_str, 'valid'), rank=rank)
     prepare_synthetic(cfg)
     if args.predictions:

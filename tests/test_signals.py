@@ -299,3 +299,29 @@ def test_infer_and_deploy_stopped(tool, signum, exported, weights, tmp_path):
     assert _one_line(run_.stderr()) == '%s: %s' % (prog, expected)
     written = os.listdir(tmp_path / 'out')
     assert written and not [n for n in written if n.startswith('.')]  # no temporary file
+
+
+def test_a_swallowed_stop_still_stops_the_tool_and_installs_nothing(tmp_path):
+    """A library that catches the KeyboardInterrupt of a stop signal and carries on must not
+    make the tool finish its work: the atomic folder is not installed and the exit code is the
+    signal's."""
+    from posekit.cli import run_tool
+    from posekit.io import atomic_folder
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'old.txt').write_text('old')
+
+    def body(argv):
+        with atomic_folder(str(out), owned=('new.txt', 'old.txt')) as build:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(100):  # the handler runs between bytecodes
+                    pass
+            except KeyboardInterrupt:
+                pass  # what a careless library does
+            with open(os.path.join(build, 'new.txt'), 'w') as f:
+                f.write('new')
+        return 0
+    assert run_tool('demo', body, []) == 143
+    assert sorted(os.listdir(out)) == ['old.txt']
+    assert sorted(os.listdir(tmp_path)) == ['out']

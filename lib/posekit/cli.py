@@ -31,7 +31,7 @@ import threading
 import traceback
 import warnings
 
-from posekit.errors import PosekitError
+from posekit.errors import PosekitError, note_stop_signal
 
 __all__ = ['one_line', 'one_line_warnings', 'run_tool', 'print_error']
 
@@ -147,6 +147,7 @@ class _SignalGuard:
             # a second signal while the first one unwinds: stop now (files are safe: atomic)
             self.stop_now(signum)
         self.received = signum
+        note_stop_signal(signum)
         if hasattr(signal, 'SIGCHLD'):
             # from now on children (loader workers, which got the signal too when it was sent
             # to the process group) are expected to end: Paddle's SIGCHLD handler would raise
@@ -269,10 +270,12 @@ def run_tool(prog, body, argv=None, interrupted_hint=''):
     """
     one_line_warnings(prog)
     guard = _SignalGuard(prog, interrupted_hint)
+    note_stop_signal(None)
     try:
         return _run(prog, body, argv, interrupted_hint, guard)
     finally:
         guard.finished.set()
+        note_stop_signal(None)  # handled: library code called after this tool is not stopped
 
 
 def _run(prog, body, argv, interrupted_hint, guard):
@@ -298,6 +301,9 @@ def _run(prog, body, argv, interrupted_hint, guard):
             raise
         # Paddle's data loader turns a stop into its own errors (SystemError "Blocking queue is
         # killed" and the like): the signal is the cause, not a bug
+        stopped = guard.received
+    if stopped is None and guard.received is not None:
+        # a library caught the KeyboardInterrupt of the signal and carried on: still a stop
         stopped = guard.received
     if stopped is None:
         return 0 if code is None else int(code)

@@ -7,7 +7,8 @@ the built-in exception that describes it (``ValueError`` for bad values and file
 that catches the built-in keeps working.
 """
 
-__all__ = ['PosekitError', 'PosekitInputError', 'PosekitRuntimeError']
+__all__ = ['PosekitError', 'PosekitInputError', 'PosekitRuntimeError', 'note_stop_signal',
+           'stop_signal']
 
 
 class PosekitError(Exception):
@@ -22,3 +23,19 @@ class PosekitInputError(PosekitError, ValueError):
 
 class PosekitRuntimeError(PosekitError, RuntimeError):
     """A run that started well cannot go on (diverged loss, a runtime that fails)."""
+
+
+# The stop signal (SIGINT/SIGTERM) this process received, if any. posekit.cli's handler records
+# it here, at the bottom of the package, so that code which must not finish after a stop (the
+# one-step install of an atomic folder, posekit.io) can check it even when a library between
+# them caught the KeyboardInterrupt the handler raised.
+_stop_signal = [None]
+
+
+def note_stop_signal(signum):
+    _stop_signal[0] = signum
+
+
+def stop_signal():
+    """The stop signal received by this process (None when there was none)."""
+    return _stop_signal[0]

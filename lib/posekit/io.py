@@ -27,7 +27,7 @@ import zlib
 import numpy as np
 import yaml
 
-from posekit.errors import PosekitInputError
+from posekit.errors import PosekitInputError, stop_signal
 
 __all__ = ['InputFileError', 'ImageReadError', 'TruncatedImageWarning', 'IMAGE_EXTENSIONS',
            'atomic_path', 'atomic_folder', 'write_bytes', 'write_json', 'write_yaml', 'write_npz',
@@ -380,6 +380,10 @@ def atomic_folder(path, owned=()):
     build = _new_sibling(path, 'new')
     try:
         yield build
+        if stop_signal() is not None:
+            # stopped while building, and the KeyboardInterrupt was swallowed on the way:
+            # never install a folder whose building was interrupted
+            raise KeyboardInterrupt()
         _install(build, path, tuple(owned))
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)

@@ -265,7 +265,8 @@ def test_ensure_synthetic_generates_once_and_atomically(tmp_path, monkeypatch):
         ensure_synthetic(root, 'mpii', **dict(kw, seed=1))
     assert read_manifest(root) == manifest3 and os.listdir(str(tmp_path)) == ['data']
     # the temporary folder of a run that was killed outright is removed by the next run
-    stale = tmp_path / ('.data.tmp-%d-0123abcd' % dead_pid())
+    from posekit.io import _host_tag
+    stale = tmp_path / ('.data.new-%s-%d-0123abcd' % (_host_tag(), dead_pid()))
     (stale / 'annot').mkdir(parents=True)
     monkeypatch.undo()
     ensure_synthetic(root, 'mpii', **dict(kw, seed=2))

@@ -5,9 +5,8 @@ that looks complete.
 """
 import json
 import os
-import shutil
-import uuid
 
+from posekit.io import atomic_folder
 from posekit.data.synthetic.scene import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_PEOPLE
 from posekit.data.synthetic.writers import (DEFAULT_COCO_SETS, FORMATS, GENERATOR_VERSION,
                                             MANIFEST_NAME, SyntheticError, _check_params,
@@ -63,41 +62,6 @@ def _is_complete(root, fmt, params):
             and all(os.path.isfile(os.path.join(root, p)) for p in _expected_files(fmt, params)))
 
 
-def _sibling_dir(root, tag):
-    """A new hidden folder beside ``root`` (same file system, so renames are atomic). Unlike
-    ``tempfile.mkdtemp`` it gets the usual permissions, which the dataset keeps after the rename."""
-    parent, base = os.path.split(root)
-    while True:
-        path = os.path.join(parent, '.%s.%s-%d-%s' % (base, tag, os.getpid(), uuid.uuid4().hex[:8]))
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-
-
-def _remove_stale_siblings(root):
-    """Delete the temporary folders of earlier runs on ``root`` whose process has gone (a run
-    killed outright cannot clean up after itself)."""
-    parent, base = os.path.split(root)
-    prefixes = ('.%s.tmp-' % base, '.%s.old-' % base)
-    for name in os.listdir(parent):
-        if not name.startswith(prefixes):
-            continue
-        try:
-            pid = int(name.split('-')[-2])
-        except (ValueError, IndexError):
-            continue
-        if pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-        except OSError:  # alive (or not ours to probe): leave it
-            pass
-
-
 def ensure_synthetic(root, fmt='mpii', progress=None, force=False, **params):
     """Make sure ``root`` holds the synthetic ``fmt`` set with these parameters; build it if not.
 
@@ -119,30 +83,9 @@ def ensure_synthetic(root, fmt='mpii', progress=None, force=False, **params):
                              'overwrite it, choose another folder' % (root, MANIFEST_NAME))
     if os.path.exists(root) and not os.path.isdir(root):
         raise SyntheticError('%s exists and is not a folder' % root)
-    os.makedirs(os.path.dirname(root), exist_ok=True)
-    _remove_stale_siblings(root)
-    tmp = _sibling_dir(root, 'tmp')
-    try:
-        gen_kw = {k: v for k, v in params.items()}
-        manifest = _GENERATORS[fmt](tmp, progress=progress, **gen_kw)
-        old = None
-        if os.path.isdir(root):
-            if os.listdir(root):
-                old = _sibling_dir(root, 'old')
-                os.rename(root, os.path.join(old, 'data'))
-            else:
-                os.rmdir(root)
-        try:
-            os.rename(tmp, root)
-        except OSError:
-            # Another process finished first: use its folder if it is what we need.
-            if not force and _is_complete(root, fmt, params):
-                shutil.rmtree(tmp, ignore_errors=True)
-                return read_manifest(root), False
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # The whole folder is generated: every name in an older synthetic set is replaced (the
+    # check above refused any folder that is not one).
+    owned = set(os.listdir(root)) if os.path.isdir(root) else set()
+    with atomic_folder(root, owned=owned) as tmp:
+        manifest = _GENERATORS[fmt](tmp, progress=progress, **params)
     return manifest, True

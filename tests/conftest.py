@@ -32,3 +32,20 @@ def fixtures_dir():
 @pytest.fixture(scope='session')
 def repo_root():
     return ROOT
+
+
+def real_coco_root(root, detections=False):
+    """The real COCO fixture photos and annotations laid out as ``DATASET.ROOT`` under ``root``
+    (val2017), with the fixture detection file as ``det.json`` when ``detections``."""
+    import shutil
+    src = require_fixtures('real', 'coco')
+    os.makedirs(os.path.join(root, 'annotations'))
+    os.makedirs(os.path.join(root, 'images', 'val2017'))
+    for name in os.listdir(src):
+        if name.endswith('.jpg'):
+            shutil.copy(os.path.join(src, name), os.path.join(root, 'images', 'val2017', name))
+    shutil.copy(os.path.join(src, 'test_coco.json'),
+                os.path.join(root, 'annotations', 'person_keypoints_val2017.json'))
+    if detections:
+        shutil.copy(os.path.join(src, 'test_coco_det_AP_H_56.json'), os.path.join(root, 'det.json'))
+    return root

@@ -22,7 +22,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import ROOT, require_fixtures
+from conftest import real_coco_root, ROOT, require_fixtures
 
 MPII_CFG = os.path.join(ROOT, 'experiments', 'synthetic', 'mpii_simplenet_128x128.yaml')
 COCO_CFG = os.path.join(ROOT, 'experiments', 'coco', 'mobile', '256x192_d256x3_adam_lr1e-3.yaml')
@@ -179,17 +179,7 @@ def test_visualdl_scalars(plain_run):
 
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
-    import shutil
-    src = require_fixtures('real', 'coco')
-    root = tmp_path_factory.mktemp('coco_nms')
-    os.makedirs(root / 'annotations')
-    os.makedirs(root / 'images' / 'val2017')
-    for name in os.listdir(src):
-        if name.endswith('.jpg'):
-            shutil.copy(os.path.join(src, name), root / 'images' / 'val2017' / name)
-    shutil.copy(os.path.join(src, 'test_coco.json'),
-                root / 'annotations' / 'person_keypoints_val2017.json')
-    return root
+    return real_coco_root(tmp_path_factory.mktemp('coco_nms'))
 
 
 def test_soft_oks_nms_in_valid(coco_root, tmp_path):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy.io import loadmat, savemat
 
-from conftest import ROOT, require_fixtures
+from conftest import real_coco_root, ROOT, require_fixtures
 
 COCO_CFG = 'experiments/coco/mobile/256x192_d256x3_adam_lr1e-3.yaml'
 MPII_CFG = 'experiments/mpii/resnet50/256x256_d256x3_adam_lr1e-3.yaml'
@@ -38,17 +38,7 @@ def table(stdout):
 
 @pytest.fixture(scope='module')
 def coco_root(tmp_path_factory):
-    src = require_fixtures('real', 'coco')
-    root = tmp_path_factory.mktemp('coco')
-    os.makedirs(root / 'annotations')
-    os.makedirs(root / 'images' / 'val2017')
-    for name in os.listdir(src):
-        if name.endswith('.jpg'):
-            shutil.copy(os.path.join(src, name), root / 'images' / 'val2017' / name)
-    shutil.copy(os.path.join(src, 'test_coco.json'),
-                root / 'annotations' / 'person_keypoints_val2017.json')
-    shutil.copy(os.path.join(src, 'test_coco_det_AP_H_56.json'), root / 'det.json')
-    return root
+    return real_coco_root(tmp_path_factory.mktemp('coco'), detections=True)
 
 
 @pytest.fixture(scope='module')

@@ -230,3 +230,49 @@ def test_a_dead_node_stops_the_other_with_one_line_and_resume_finishes_the_run(s
     assert 'resumed from' in worker_log(logs[0])
     assert_same_weights(os.path.join(ref0, RUN, 'final_state.pdparams'),
                         os.path.join(out0, RUN, 'final_state.pdparams'))
+
+
+def test_killing_only_the_launcher_stops_its_worker(tmp_path):
+    """``paddle.distributed.launch`` puts its workers in sessions of their own; kill -9 of the
+    launcher alone (its worker untouched) must not leave the worker training."""
+    data, out = tmp_path / 'data', tmp_path / 'out'
+    log_dir = tmp_path / 'log'
+    cmd = launcher(log_dir, '--nproc_per_node', '1') + options(data, out, 'TRAIN.END_EPOCH', '30')
+    with open(tmp_path / 'launcher.out', 'w') as stream:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=stream, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    workers = []
+    try:
+        end = time.time() + LAUNCH_TIMEOUT
+        while 'Epoch: [0][1/' not in (worker_log(log_dir) if os.path.isfile(
+                os.path.join(log_dir, 'workerlog.0')) else ''):
+            assert time.time() < end and proc.poll() is None, 'the run did not start training'
+            time.sleep(0.05)
+        workers = children(proc.pid)
+        assert workers, 'the launcher has no worker process'
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        end = time.time() + 5
+        while time.time() < end and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        left = [pid for pid in workers if _alive(pid)]
+    finally:
+        kill_node(proc)
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert not left, 'worker(s) %s still running 5 s after the launcher was killed' % left
+    log = worker_log(log_dir)
+    assert 'Traceback' not in log and 'FatalError' not in log, log[-3000:]
+    assert log.strip().splitlines()[-1].startswith('train: '), log[-2000:]
+
+
+def _alive(pid):
+    """``pid`` runs (not a zombie awaiting its parent's wait)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False

@@ -17,12 +17,16 @@ no such limit (its own is 900 s) and fails at once when rank 0's process is gone
 """
 import os
 import re
+import signal
+import sys
+import threading
 
 from posekit.errors import PosekitRuntimeError
 
 __all__ = ['world_size', 'rank', 'is_main', 'local_rank', 'is_local_main', 'init',
            'all_gather_object', 'barrier', 'broadcast_object', 'PeerLost', 'all_reduce_sum',
-           'broadcast_tensors', 'broadcast_parameters', 'average_gradients']
+           'broadcast_tensors', 'broadcast_parameters', 'average_gradients', 'die_with_parent',
+           'launched']
 
 
 class PeerLost(PosekitRuntimeError):
@@ -72,12 +76,61 @@ def is_local_main():
     return local_rank() == 0
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_WATCH_INTERVAL = 1.0  # seconds between two checks that the parent is alive
+
+
+def die_with_parent(on_orphan, parent_pid=None):
+    """End this process when its parent dies, however the parent dies (kill -9 included).
+
+    On Linux the kernel sends this process SIGTERM at the parent's death
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread polls the parent and calls
+    ``on_orphan()`` once it is gone (also the fallback if the parent died before this call).
+    Used by the loader's worker processes and by the processes ``paddle.distributed.launch``
+    starts, which it puts in sessions of their own: killing the launcher alone would otherwise
+    leave them training.
+    """
+    parent_pid = os.getppid() if parent_pid is None else parent_pid
+    if sys.platform.startswith('linux'):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watching thread still ends this process
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        on_orphan()
+        return
+
+    def watch():
+        import time
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_WATCH_INTERVAL)
+        on_orphan()
+
+    threading.Thread(target=watch, name='posekit-parent-watch', daemon=True).start()
+
+
+def launched():
+    """True in a process started by ``paddle.distributed.launch`` (it sets these two)."""
+    return 'PADDLE_TRAINER_ID' in os.environ and 'PADDLE_LOG_DIR' in os.environ
+
+
+def _stop_self():
+    # the launcher is gone: stop as on its SIGTERM (posekit.cli prints one line, exit 143)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 _initialised = False
+_tied_to_launcher = False
 
 
 def init():
-    """Initialise the process group once when running under the launcher with > 1 process."""
-    global _initialised
+    """Under ``paddle.distributed.launch``: tie this process to the launcher (it ends when the
+    launcher dies) and, with > 1 process, initialise the process group once."""
+    global _initialised, _tied_to_launcher
+    if launched() and not _tied_to_launcher:
+        die_with_parent(_stop_self)
+        _tied_to_launcher = True
     if world_size() > 1 and not _initialised:
         import paddle.distributed as dist
         dist.init_parallel_env()

@@ -14,10 +14,10 @@ first samples so that every rank runs the same number of iterations (like
 
 Worker processes (``WORKERS`` >= 1, ``paddle.io.DataLoader``):
 
-* they end with their parent however it ends, kill -9 included: on Linux the kernel sends them
-  SIGTERM when the parent dies (``prctl(PR_SET_PDEATHSIG)``), and on every platform a thread of
-  theirs checks once a second that the parent is still there (Paddle's own check sits in a loop
-  a blocked worker never comes back to). They leave after removing their shared-memory files.
+* they end with their parent however it ends, kill -9 included (:func:`posekit.distributed.
+  die_with_parent`: the kernel's SIGTERM at the parent's death on Linux, and a thread checking
+  the parent once a second everywhere; Paddle's own check sits in a loop a blocked worker never
+  comes back to). They leave after removing their shared-memory files.
 * A posekit error while preparing a sample (a missing or unreadable image) travels to the parent
   inside the batch and is raised there with its own message; through Paddle it would arrive as
   "Blocking queue is killed" with the worker's traceback printed by another thread.
@@ -27,13 +27,12 @@ import importlib
 import math
 import os
 import signal
-import sys
-import threading
 
 import numpy as np
 
 from posekit.config import ConfigError
 from posekit.data.base import DatasetError
+from posekit.distributed import die_with_parent
 from posekit.errors import PosekitError
 
 __all__ = ['EpochBatchSampler', 'FixedBatchSampler', 'SeededDataset', 'collate', 'build_loader',
@@ -233,9 +232,7 @@ class _WorkerLoader:
 # --------------------------------------------------------------------------------------------
 # worker processes
 
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 WORKER_JOIN_TIMEOUT = 2.0  # seconds to wait for each worker of a pass left early
-WATCH_INTERVAL = 1.0  # seconds between two checks that the parent is alive
 
 
 def _cleanup_shared_memory():
@@ -256,10 +253,7 @@ def _on_sigterm(signum, frame):
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _watch_parent(parent_pid):
-    import time
-    while os.getppid() == parent_pid:
-        time.sleep(WATCH_INTERVAL)
+def _orphaned():
     _cleanup_shared_memory()
     os._exit(128 + int(signal.SIGTERM))  # the parent is gone: nobody reads the status
 
@@ -267,20 +261,11 @@ def _watch_parent(parent_pid):
 def _worker_init(parent_pid, worker_id):
     """First thing in every loader worker (``worker_init_fn``)."""
     # Ctrl-C reaches the whole process group: the parent stops its workers; a worker ignores it
-    # (else each prints a KeyboardInterrupt traceback). SIGTERM ends a worker quietly.
+    # (else each prints a KeyboardInterrupt traceback). SIGTERM ends a worker quietly, and it
+    # comes at the parent's death, however the parent died.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    if sys.platform.startswith('linux'):
-        try:
-            import ctypes
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the watching thread below still ends this worker
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        _cleanup_shared_memory()
-        os._exit(128 + int(signal.SIGTERM))
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name='posekit-parent-watch',
-                     daemon=True).start()
+    die_with_parent(_orphaned, parent_pid)
     from paddle.io import get_worker_info
     get_worker_info().dataset.relay_errors = True
 

@@ -30,6 +30,7 @@ R18, R34, R50, R101, R152 = 15376721, 25484881, 33999697, 52991825, 68635473
 LPN18, LPN34, LPN50, LPN100, LPN101, LPN152 = 508473, 662641, 2911153, 6710914, 5353458, 7377459
 W32, W48, W18V1, W18V2 = 28536113, 63595745, 1602273, 3757475
 SIMPLENET = 578097
+SIMPLEPOSE = 128998760  # SIMPLEPOSE_SPEC 1 (bottom-up, 50 output maps whatever NUM_JOINTS)
 
 EXPECTED_PARAMS = {
     # [MS] Simple Baselines
@@ -89,9 +90,11 @@ EXPECTED_PARAMS = {
     # SimpleNet ([SN] architecture, [MS] recipe)
     'experiments/coco/mobile/256x192_d256x3_adam_lr1e-3.yaml': 578097,
     'experiments/mpii/mobile/256x256_d256x3_adam_lr1e-3.yaml': 578072,
+    # SimplePose ([IBP], bottom-up)
+    'experiments/coco/simplepose/simplepose_512x512.yaml': 128998760,
 }
 
-SOURCE_TAGS = ('[MS]', '[PD]', '[LPN]', '[CAV]', '[SN]')
+SOURCE_TAGS = ('[MS]', '[PD]', '[LPN]', '[CAV]', '[SN]', '[IBP]')
 
 
 def _load(rel, opts=None):
@@ -170,7 +173,7 @@ def test_experiments_found():
 @pytest.mark.parametrize('rel', YAMLS)
 def test_yaml_loads(rel):
     cfg = _cfg(rel)
-    assert cfg.MODEL.NAME in ('pose_resnet', 'lpn', 'pose_hrnet', 'simplenet')
+    assert cfg.MODEL.NAME in ('pose_resnet', 'lpn', 'pose_hrnet', 'simplenet', 'simplepose')
     with open(os.path.join(ROOT, rel), 'r', encoding='utf-8') as f:
         first = f.readline()
     assert first.startswith('# ') and any(t in first for t in SOURCE_TAGS), first
@@ -192,7 +195,7 @@ FAMILIES = [
     ('/lpn18', LPN18, 257), ('/lpn34', LPN34, 257), ('/lpn50_', LPN50, 257),
     ('/lpn100_', LPN100, 257), ('/lpn101_', LPN101, 257), ('/lpn152_', LPN152, 257),
     ('/w32_', W32, 33), ('/w48_', W48, 49), ('/w18_small_v1_', W18V1, 17), ('/w18_small_v2_', W18V2, 19),
-    ('/mobile/', SIMPLENET, 25),
+    ('/mobile/', SIMPLENET, 25), ('/simplepose/', SIMPLEPOSE, None),
 ]
 
 
@@ -224,6 +227,10 @@ def test_model_params_and_output_shape(rel):
     cfg = _cfg(rel)
     assert params == EXPECTED_PARAMS[rel]
     w, h = _reduced_size(cfg)
+    if cfg.MODEL.NAME == 'simplepose':  # eval output: the last stack's stride-4 maps
+        from posekit.codec.bottomup.layout import NUM_CHANNELS
+        assert shapes[(w, h)] == [1, NUM_CHANNELS, h // 4, w // 4]
+        return
     assert shapes[(w, h)] == [1, cfg.MODEL.NUM_JOINTS, h // 4, w // 4]
 
 
@@ -255,13 +262,16 @@ def test_common_to_every_experiment(rel):
     assert cfg.DATASET.ROOT == 'data/%s/' % ds
     assert (cfg.DATASET.TRAIN_SET, cfg.DATASET.TEST_SET) == (
         ('train2017', 'val2017') if ds == 'coco' else ('train', 'valid'))
-    assert cfg.TRAIN.OPTIMIZER == 'adam' and cfg.TRAIN.LR == 0.001 and cfg.TRAIN.LR_FACTOR == 0.1
-    assert cfg.TEST.BATCH_SIZE_PER_GPU == 32
-    assert cfg.LOSS.USE_TARGET_WEIGHT and cfg.DATASET.FLIP
+    assert cfg.DATASET.FLIP
     assert (cfg.OUTPUT_DIR, cfg.LOG_DIR, cfg.DATA_DIR) == ('output', 'log', '')
     assert cfg.PRINT_FREQ == (50 if rel == PD else 100)
     assert cfg.DATASET.PIXEL_SCALE == (1.0 if rel == PD else 255.0)
     assert cfg.MODEL.PRETRAINED == '' or cfg.MODEL.PRETRAINED.startswith('data/pretrained/')
+    if cfg.MODEL.NAME == 'simplepose':  # bottom-up, no boxes: its own recipe (test_simplepose_recipe)
+        return
+    assert cfg.TRAIN.OPTIMIZER == 'adam' and cfg.TRAIN.LR == 0.001 and cfg.TRAIN.LR_FACTOR == 0.1
+    assert cfg.TEST.BATCH_SIZE_PER_GPU == 32
+    assert cfg.LOSS.USE_TARGET_WEIGHT
     if ds == 'coco':
         assert cfg.TEST.COCO_BBOX_FILE == ('data/coco/person_detection_results/'
                                            'COCO_val2017_detections_AP_H_56_person.json')
@@ -443,6 +453,21 @@ def test_simplenet_recipe():
         assert cfg.MODEL.NAME == 'simplenet' and cfg.MODEL.PRETRAINED == ''
         assert cfg.DATASET.COLOR_RGB is False
         assert (cfg.TRAIN.END_EPOCH, cfg.TRAIN.LR_STEP) == (140, [90, 120])
+
+
+def test_simplepose_recipe():
+    """SIMPLEPOSE_SPEC 1, 4.2, 7: the published network at 512x512, BGR/255 input, SGD."""
+    cfg = _cfg('experiments/coco/simplepose/simplepose_512x512.yaml')
+    assert cfg.MODEL.NAME == 'simplepose' and dict(cfg.MODEL.EXTRA) == {
+        'NSTACK': 4, 'INP_DIM': 256, 'INCREASE': 128}
+    assert list(cfg.MODEL.IMAGE_SIZE) == [512, 512] and list(cfg.MODEL.HEATMAP_SIZE) == [128, 128]
+    assert cfg.DATASET.COLOR_RGB is False and cfg.DATASET.PIXEL_SCALE == 255.0
+    assert list(cfg.DATASET.MEAN) == [0, 0, 0] and list(cfg.DATASET.STD) == [1, 1, 1]
+    assert (cfg.DATASET.SCALE_FACTOR, cfg.DATASET.ROT_FACTOR) == (0.3, 40.0)
+    assert (cfg.TRAIN.OPTIMIZER, cfg.TRAIN.LR, cfg.TRAIN.MOMENTUM, cfg.TRAIN.WD) == ('sgd', 1e-4, 0.9, 5e-4)
+    assert (cfg.TRAIN.BATCH_SIZE_PER_GPU, len(cfg.GPUS)) == (4, 4)
+    assert (cfg.TRAIN.LR_FACTOR, cfg.TRAIN.LR_STEP, cfg.TRAIN.WARMUP_EPOCHS) == (0.2, [15, 30, 45, 60, 75], 3)
+    assert cfg.MODEL.INIT_WEIGHTS and cfg.MODEL.PRETRAINED == ''
 
 
 # ------------------------------------------------------------------------------------------------

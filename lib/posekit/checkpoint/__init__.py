@@ -18,9 +18,9 @@ Reading Paddle files (:func:`read_paddle_file`)
 
 Unwrapping (:func:`extract_state_dict`)
     The reference repositories store weights as a plain state dict, ``{'state_dict': ...}``
-    ([MS] ``checkpoint.pth.tar``, [LPN]/[CAV] ``checkpoint.pth``), ``{'best_state_dict': ...}``
-    or ``{'model': ...}``, with or without the DataParallel ``module.`` prefix (REFERENCE_SPEC
-    2.7); all of these are accepted.
+    ([MS] ``checkpoint.pth.tar``, [LPN]/[CAV] ``checkpoint.pth``), ``{'best_state_dict': ...}``,
+    ``{'model': ...}`` or ``{'weights': ...}`` (SimplePose), with or without the DataParallel
+    ``module.`` prefix (REFERENCE_SPEC 2.7); all of these are accepted.
 
 Converting (:func:`torch_to_paddle`, REFERENCE_SPEC Appendix A)
     ``running_mean``/``running_var`` -> ``_mean``/``_variance``; ``num_batches_tracked`` dropped;

@@ -2,9 +2,10 @@
 
 Unwrapping (:func:`extract_state_dict`)
     The reference repositories store weights as a plain state dict, ``{'state_dict': ...}``
-    ([MS] ``checkpoint.pth.tar``, [LPN]/[CAV] ``checkpoint.pth``), ``{'best_state_dict': ...}``
-    or ``{'model': ...}``, with or without the DataParallel ``module.`` prefix (REFERENCE_SPEC
-    2.7); all of these are accepted.
+    ([MS] ``checkpoint.pth.tar``, [LPN]/[CAV] ``checkpoint.pth``), ``{'best_state_dict': ...}``,
+    ``{'model': ...}`` or ``{'weights': ...}`` (SimplePose ``PoseNet_52_epoch.pth``, beside its
+    optimizer state, SIMPLEPOSE_SPEC 1), with or without the DataParallel ``module.`` prefix
+    (REFERENCE_SPEC 2.7); all of these are accepted.
 
 Converting (:func:`torch_to_paddle`, REFERENCE_SPEC Appendix A)
     ``running_mean``/``running_var`` -> ``_mean``/``_variance``; ``num_batches_tracked`` dropped;
@@ -57,7 +58,9 @@ def _has_suffix(path, suffixes):
 # --------------------------------------------------------------------------------------------
 # unwrapping and conversion
 
-_CONTAINER_KEYS = ('state_dict', 'best_state_dict', 'model')
+# 'weights': SimplePose's released checkpoints ({'weights', 'optimizer_weight', 'train_loss',
+# 'epoch'}); the other entries are ignored.
+_CONTAINER_KEYS = ('state_dict', 'best_state_dict', 'model', 'weights')
 
 
 def _as_array(value):
@@ -116,8 +119,9 @@ def extract_state_dict(obj):
     """The state dict inside a loaded checkpoint, as an OrderedDict of numpy arrays.
 
     Accepts a plain (Ordered)dict of tensors or a dict holding one under ``'state_dict'``,
-    ``'best_state_dict'`` or ``'model'`` (looked for in that order: the [LPN]/[CAV]
-    ``checkpoint.pth`` has both ``state_dict``, the latest weights, and ``best_state_dict``).
+    ``'best_state_dict'``, ``'model'`` or ``'weights'`` (looked for in that order: the
+    [LPN]/[CAV] ``checkpoint.pth`` has both ``state_dict``, the latest weights, and
+    ``best_state_dict``; SimplePose keeps its weights under ``'weights'``).
     A leading DataParallel ``module.`` is stripped.
     """
     return _extract(obj)[0]

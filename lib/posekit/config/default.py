@@ -194,6 +194,15 @@ MODEL_EXTRA_DEFAULTS = {
         'DECONV_WITH_BIAS': False,
         'FINAL_CONV_KERNEL': 1,
     },
+    # SimplePose (bottom-up): the 4-stack improved hourglass PoseNet of [IBP] (SIMPLEPOSE_SPEC 3).
+    # The defaults are the published network (128,998,760 parameters); smaller values give CPU
+    # variants. The hourglass depth (4, hence 5 supervised scales and inputs in multiples of 64)
+    # and the 50 output channels (posekit.codec.bottomup.layout) are fixed.
+    'simplepose': {
+        'NSTACK': 4,       # stacked hourglasses
+        'INP_DIM': 256,    # channels between the stacks (stride-4 features); a multiple of 16
+        'INCREASE': 128,   # channels added at each hourglass level (256, 384, 512, 640, 768)
+    },
 }
 
 

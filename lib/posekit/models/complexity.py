@@ -47,7 +47,7 @@ import paddle
 import paddle.nn as nn
 from paddle.nn.layer.conv import _ConvNd
 
-from posekit.models import build_model, model_label
+from posekit.models import build_model, model_label, model_module
 
 __all__ = ['count_complexity', 'count_parameters', 'model_complexity', 'model_info',
            'format_model_info']
@@ -305,6 +305,12 @@ def model_info(cfg, cfg_file=None, model=None):
                 'macs_plus_bn_relu_add', 'macs_breakdown', 'elementwise_counts', 'input_shape'):
         out[key] = info[key]
     out['heatmap_shape'] = info['output_shape']
+    # A model whose reference code does more work than our forward pass (SimplePose computes
+    # every stack's 5 scales and its stride-4 merges twice) also states the reference's figure,
+    # from the model module's ``reference_macs(cfg)`` (same counting rule).
+    reference = getattr(model_module(cfg.MODEL.NAME), 'reference_macs', None)
+    if reference is not None:
+        out['macs_reference_code'] = int(reference(cfg))
     return out
 
 
@@ -321,5 +327,9 @@ def format_model_info(info):
                            'counted 4x' % info['gflops_ref']),
         ('heatmaps', '%s   [N, K, H, W]' % (info['heatmap_shape'],)),
     ]
+    if 'macs_reference_code' in info:
+        rows.insert(5, ('GMACs (ref code)', '%.3f   the reference implementation\'s forward pass, '
+                                            'same rule (it computes more than ours)'
+                        % (info['macs_reference_code'] / 1e9)))
     width = max(len(k) for k, _ in rows)
     return '\n'.join('%-*s  %s' % (width, k, v) for k, v in rows)

@@ -2,6 +2,7 @@
 
     python pose_estimation/benchmark_train.py            # everything (a few minutes on 2 cores)
     python pose_estimation/benchmark_train.py --only data --num-images 64
+    python pose_estimation/benchmark_train.py --only bottomup-data   # SimplePose samples only
 
 Prints markdown tables (the README keeps the latest run):
 
@@ -9,6 +10,10 @@ Prints markdown tables (the README keeps the latest run):
   training sample procedure (decode, augmentation, affine crop, normalisation, target heatmaps),
   in this process and with 1 and 2 ``paddle.io.DataLoader`` workers; samples/s in total and per
   worker (the SimplePose authors report 40 samples/s per CPU process);
+* bottom-up data loader (``--only bottomup-data``, not in the default run): SimplePose 512x512
+  training samples (COCO json + JPEGs -> masks, augmentation, 50 target maps) from a synthetic
+  COCO-format set of 640x480 pictures (or a real COCO root with ``--coco-root``), in this process
+  and with 1 and 2 workers (target: at least 80 samples/s per process);
 * training: samples/s of forward + backward + Adam step per model (data excluded);
 * validation: samples/s of predict + decode with and without flip test (data included).
 """
@@ -31,12 +36,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--only', choices=['data', 'train', 'valid'], action='append',
-                   help='run only these parts (repeatable)')
+    p.add_argument('--only', choices=['data', 'train', 'valid', 'bottomup-data'], action='append',
+                   help='run only these parts (repeatable; bottomup-data runs only when named)')
     p.add_argument('--data-root', default=os.path.join(tempfile.gettempdir(),
                                                        'posekit_bench_mpii_1280x720'),
                    help='where the MPII-sized benchmark images are generated (reused)')
     p.add_argument('--num-images', type=int, default=96)
+    p.add_argument('--bottomup-root', default=os.path.join(tempfile.gettempdir(),
+                                                           'posekit_bench_coco_640x480'),
+                   help='where the synthetic COCO set of the bottom-up data part is generated')
+    p.add_argument('--coco-root', default='',
+                   help='bottom-up data part on a real COCO root (annotations/, images/<set>/)')
+    p.add_argument('--coco-set', default='val2017', help='the set of --coco-root to read')
     p.add_argument('--batch', type=int, default=8, help='training batch')
     p.add_argument('--iters', type=int, default=4, help='timed training iterations per model')
     p.add_argument('--models', default=','.join(m[0] for m in MODELS),
@@ -63,8 +74,46 @@ def bench_data(args):
         rate = loader_throughput(ds, workers)
         rows.append(('paddle.io.DataLoader, %d worker%s' % (workers, 's' if workers > 1 else ''),
                      workers, rate, rate / workers))
-    print('\n### Data loader (%d MPII-sized 1280x720 JPEGs, 256x256 training samples with '
-          'augmentation and targets)\n' % len(ds))
+    print('\n### Data loader (%d training samples, one per person, of %d MPII-sized 1280x720 '
+          'JPEGs; 256x256 crops with augmentation and targets)\n'
+          % (len(ds), len({r['image'] for r in ds.db})))
+    print('| loader | processes | samples/s | samples/s per process |')
+    print('|---|---|---|---|')
+    for name, procs, total, per in rows:
+        print('| %s | %d | %.1f | %.1f |' % (name, procs, total, per))
+    sys.stdout.flush()
+
+
+BOTTOMUP_IMAGE_SIZE = (640, 480)  # [W, H], a typical COCO picture
+BOTTOMUP_MAX_PEOPLE = 4
+
+
+def bench_bottomup_data(args):
+    import numpy as np
+    from posekit.benchmark.throughput import dataset_throughput, loader_throughput
+    from posekit.data.bottomup import BottomUpCOCODataset
+    if args.coco_root:
+        root, image_set = args.coco_root, args.coco_set
+        source = 'COCO %s' % image_set
+    else:
+        from posekit.data.synthetic import ensure_synthetic
+        root, image_set = args.bottomup_root, 'train2017'
+        ensure_synthetic(root, 'coco', num_train=args.num_images, num_valid=8, seed=0,
+                         image_size=BOTTOMUP_IMAGE_SIZE, max_people=BOTTOMUP_MAX_PEOPLE)
+        source = 'synthetic COCO-format %dx%d, up to %d people' % (
+            BOTTOMUP_IMAGE_SIZE + (BOTTOMUP_MAX_PEOPLE,))
+    ds = BottomUpCOCODataset(
+        ann_file=os.path.join(root, 'annotations', 'person_keypoints_%s.json' % image_set),
+        image_dir=os.path.join(root, 'images', image_set), input_size=(512, 512),
+        is_train=True, rng=np.random.default_rng(0))
+    rate = dataset_throughput(ds)
+    rows = [('in-process (0 workers)', 1, rate, rate)]
+    for workers in (1, 2):
+        rate = loader_throughput(ds, workers)
+        rows.append(('paddle.io.DataLoader, %d worker%s' % (workers, 's' if workers > 1 else ''),
+                     workers, rate, rate / workers))
+    print('\n### Bottom-up data loader (%d samples of %d images, %s; 512x512 SimplePose training '
+          'samples: masks, augmentation, 50 target maps)\n' % (len(ds), len(ds.images), source))
     print('| loader | processes | samples/s | samples/s per process |')
     print('|---|---|---|---|')
     for name, procs, total, per in rows:
@@ -144,6 +193,8 @@ def main(argv=None):
         bench_train(args)
     if 'valid' in parts:
         bench_valid(args)
+    if 'bottomup-data' in parts:
+        bench_bottomup_data(args)
     return 0
 
 

@@ -22,11 +22,11 @@ import yaml
 from easydict import EasyDict
 
 from posekit.config.checks import first_problem
-from posekit.config.default import MODEL_EXTRA_DEFAULTS, get_defaults
+from posekit.config.default import MODEL_EXTRA_DEFAULTS, MODEL_PIPELINES, get_defaults
 from posekit.errors import PosekitInputError
 from posekit.io import write_yaml
 
-__all__ = ['ConfigError', 'load_config', 'add_config_arguments', 'config_from_args',
+__all__ = ['ConfigError', 'pipeline', 'is_bottom_up', 'load_config', 'add_config_arguments', 'config_from_args',
            'save_config', 'config_to_dict', 'cfg_name_of']
 
 
@@ -307,3 +307,13 @@ def add_config_arguments(parser, required=True):
 
 def config_from_args(args):
     return load_config(args.cfg, args.opts)
+
+
+def pipeline(cfg):
+    """``'topdown'`` or ``'bottomup'``: the pipeline of ``cfg.MODEL.NAME``
+    (:data:`posekit.config.default.MODEL_PIPELINES`)."""
+    return MODEL_PIPELINES.get(cfg.MODEL.NAME, 'topdown')
+
+
+def is_bottom_up(cfg):
+    return pipeline(cfg) == 'bottomup'

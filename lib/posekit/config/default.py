@@ -206,6 +206,13 @@ MODEL_EXTRA_DEFAULTS = {
 }
 
 
+# The pipeline of each model: 'topdown' (person boxes -> one crop each -> heatmaps) unless named
+# here; 'bottomup' models take the whole image and group keypoints into people themselves
+# (SimplePose). Datasets, codecs, validation, export and deploy follow it (posekit.config.pipeline).
+MODEL_PIPELINES = {'simplepose': 'bottomup'}
+PIPELINES = ('topdown', 'bottomup')
+
+
 def get_defaults():
     """A fresh deep copy of the default tree (plain dicts and lists)."""
     return copy.deepcopy(_DEFAULTS)

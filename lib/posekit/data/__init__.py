@@ -3,6 +3,7 @@
 ``dataset[i]`` returns (input CHW float32, target, target_weight, meta) as in REFERENCE_SPEC
 2.1; ``dataset.prepare(i)`` gives the warped BGR uint8 crop before normalisation.
 """
+from posekit.config import ConfigError, is_bottom_up
 from posekit.data.base import DatasetError, JointsDataset, flip_joints, half_body_center_scale, read_image
 from posekit.data.coco import COCODataset, coco_image_path, load_coco_det_records, load_coco_gt_records
 from posekit.data.mpii import MPIIDataset, load_mpii_records
@@ -15,8 +16,16 @@ __all__ = ['DatasetError', 'JointsDataset', 'read_image', 'flip_joints', 'half_b
 
 
 def build_dataset(cfg, is_train=False, rng=None, **kwargs):
-    """The dataset named by ``DATASET.DATASET`` (see :func:`dataset_info`)."""
+    """The dataset named by ``DATASET.DATASET`` (see :func:`dataset_info`), in the form the
+    model's pipeline needs (:func:`posekit.config.pipeline`): person crops for a top-down model,
+    whole COCO images with keypoint and limb maps for a bottom-up one."""
     info = dataset_info(cfg.DATASET.DATASET)
+    if is_bottom_up(cfg):
+        if info.name != 'coco':
+            raise ConfigError('%s is a bottom-up model, trained and validated on COCO keypoints; '
+                              'DATASET.DATASET is %r' % (cfg.MODEL.NAME, cfg.DATASET.DATASET))
+        from posekit.data.bottomup import BottomUpCOCODataset
+        return BottomUpCOCODataset(cfg, is_train=is_train, rng=rng, **kwargs)
     cls = {c.__name__: c for c in (COCODataset, MPIIDataset)}[info.dataset_class]
     return cls(cfg, is_train=is_train, rng=rng, **kwargs)
 

@@ -143,12 +143,14 @@ def _positive(value):
         return False
 
 
-def coco_keypoint_stats(gt_json_path, results):
+def coco_keypoint_stats(gt_json_path, results, image_ids=None):
     """Run pycocotools keypoint evaluation; return an OrderedDict of the ten stats (reference names).
 
     Args:
         gt_json_path: COCO annotation json path (or a ``pycocotools.coco.COCO`` object).
         results: result records (list) or a path to a results json.
+        image_ids: the images to score (``params.imgIds``; an image without results then counts
+            as all misses); None: every image of the annotation file.
 
     An empty result list gives all-zero stats and a warning (pycocotools itself would crash).
     """
@@ -170,6 +172,8 @@ def coco_keypoint_stats(gt_json_path, results):
         coco_dt = coco_gt.loadRes(copy.deepcopy(list(results)))
         coco_eval = COCOeval(coco_gt, coco_dt, 'keypoints')
         coco_eval.params.useSegm = None
+        if image_ids is not None:
+            coco_eval.params.imgIds = [int(i) for i in image_ids]
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

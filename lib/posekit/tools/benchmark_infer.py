@@ -3,6 +3,7 @@
     python pose_estimation/benchmark_infer.py                       # everything (slow: 40 runs)
     python pose_estimation/benchmark_infer.py --models SimpleNet,LPN-50 --runs 10
     python pose_estimation/benchmark_infer.py --quick --models SimpleNet --backends onnx,dygraph
+    python pose_estimation/benchmark_infer.py --only grouping       # bottom-up post-processing
 
 Prints markdown tables for the README (rows: model x backend; columns: threads x flip test), in
 milliseconds per person, the median of ``--runs`` timed runs after ``--warmup`` untimed ones:
@@ -349,6 +350,12 @@ def parse_args(argv=None):
     p.add_argument('--json', default='', help='also write the raw numbers to this file')
     p.add_argument('--timeout', type=int, default=1800,
                    help='seconds allowed per subprocess (default %(default)s)')
+    p.add_argument('--only', choices=['grouping'], default=None,
+                   help='grouping: only the bottom-up (SimplePose) map post-processing and '
+                        'grouping times, in this process (default runs 20, warm-up 2)')
+    p.add_argument('--fixtures', default=os.environ.get(
+                       'POSEKIT_FIXTURES', os.path.join(ROOT, '..', 'shared', 'fixtures')),
+                   help='reference fixtures folder for --only grouping (default %(default)s)')
     # internal: the subprocesses
     p.add_argument('--prepare', metavar='MODEL', help=argparse.SUPPRESS)
     p.add_argument('--int8', action='store_true', help=argparse.SUPPRESS)
@@ -357,9 +364,9 @@ def parse_args(argv=None):
     p.add_argument('--out', help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.runs is None:
-        args.runs = 3 if args.quick else 50
+        args.runs = 3 if args.quick else 20 if args.only else 50
     if args.warmup is None:
-        args.warmup = 1 if args.quick else 5
+        args.warmup = 1 if args.quick else 2 if args.only else 5
     if args.runs < 1 or args.warmup < 0:
         p.error('--runs must be >= 1 and --warmup >= 0')
     args.work_dir = os.path.abspath(args.work_dir)
@@ -375,6 +382,17 @@ def main(argv=None):
         return 0
     if args.single:
         return run_single(args)
+    if args.only == 'grouping':
+        from posekit.benchmark.grouping import grouping_cases, grouping_table, time_grouping
+        rows = time_grouping(grouping_cases(args.fixtures), args.runs, args.warmup)
+        print('Machine: %s, %d logical cores, load average %.2f.\n'
+              % (cpu_name(), os.cpu_count() or 0, os.getloadavg()[0]))
+        print(grouping_table(rows, args.runs, args.warmup))
+        if args.json:
+            write_result(args.json, {'meta': {'cpu': cpu_name(), 'runs': args.runs,
+                                              'warmup': args.warmup, 'unit': 'ms per image'},
+                                     'grouping': rows})
+        return 0
 
     labels = split_list(args.models, [m[0] for m in MODELS], 'model')
     models = [m for m in MODELS if m[0] in labels]

@@ -266,7 +266,7 @@ BAD_VALUES = [
     ('DATASET.STD', '[0.2, 0, 0.2]'), ('DATASET.MEAN', '[0.5, 0.5]'),
     ('DATASET.PIXEL_SCALE', '0'), ('DATASET.SCALE_FACTOR', '-0.1'), ('DATASET.ROT_FACTOR', '-1'),
     ('DATASET.NUM_JOINTS_HALF_BODY', '-1'), ('TEST.OKS_THRE', '2'), ('TEST.IN_VIS_THRE', '-1'),
-    ('LOSS.TOPK', '0'),
+    ('LOSS.TOPK', '0'), ('TEST.BOXSIZE', '0'), ('TEST.MAX_IMAGES', '-1'),
 ]
 
 

@@ -112,6 +112,8 @@ RULES = (
     ('TEST.BATCH_SIZE_PER_GPU', *_int_at_least(1)),
     ('TEST.OKS_THRE', *_within(0, 1)),
     ('TEST.IN_VIS_THRE', *_within(0, 1)),
+    ('TEST.BOXSIZE', *_int_at_least(1)),
+    ('TEST.MAX_IMAGES', *_int_at_least(0)),
 )
 
 

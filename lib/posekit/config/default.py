@@ -125,6 +125,11 @@ _DEFAULTS = {
         'SOFT_ARGMAX': False,
         'BIAS': 0.0,
         'DARK': False,
+        # Bottom-up models (SimplePose): each image is resized so that its height is BOXSIZE
+        # (the reference evaluate.py's boxsize 640, SIMPLEPOSE_SPEC 6.1), and validation scores
+        # the first MAX_IMAGES images of TEST_SET (0: all; the reference scores val2017[:500]).
+        'BOXSIZE': 640,
+        'MAX_IMAGES': 0,
     },
 
     'DEBUG': {

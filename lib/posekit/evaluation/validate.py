@@ -18,6 +18,7 @@ import numpy as np
 import paddle
 
 from posekit import distributed as dist
+from posekit.config import is_bottom_up
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.evaluation.coco_eval import (check_coco_ground_truth, coco_keypoint_results,
                                           coco_keypoint_stats, image_id_from_path)
@@ -151,8 +152,8 @@ def load_predictions(path):
         raise PredictionsError('predictions file not found: %s' % path)
     ext = os.path.splitext(path)[1].lower()
     if ext not in ('.mat', '.npz', '.npy'):
-        raise PredictionsError('unknown predictions file type %s (expected .mat, .npy or .npz)'
-                               % path)
+        raise PredictionsError('unknown predictions file type %s (expected .mat, .npy or .npz; '
+                               'a results .json is for bottom-up models)' % path)
     if os.path.getsize(path) == 0:
         raise PredictionsError('predictions file %s is empty (0 bytes)' % path)
     try:
@@ -205,7 +206,8 @@ def check_ground_truth(cfg, dataset):
     """Read the ground truth the metric of ``dataset`` needs, before any model runs (valid.py,
     and training before its first epoch): MPII ``gt_<set>.mat`` (one person per sample of the
     annotation file), the COCO annotation file as pycocotools reads it. Test sets have none.
-    A damaged or mismatched file raises a one-line error naming it."""
+    A damaged or mismatched file raises a one-line error naming it. (A bottom-up model's
+    validation set is a COCO one: the same check.)"""
     image_set = getattr(dataset, 'image_set', cfg.DATASET.TEST_SET)
     if 'test' in image_set:
         return
@@ -267,7 +269,14 @@ def validate(cfg, runner, dataset, output_dir, flip_test=None, criterion=None, w
     and the table.
 
     Every rank returns ``(name_values, perf, result)`` (rank 0's metric is broadcast).
+    A bottom-up model (:func:`posekit.config.is_bottom_up`) is validated on whole images by
+    :func:`posekit.evaluation.bottomup_validate.validate_bottomup` (COCO AP; ``criterion`` and
+    ``workers`` do not apply there).
     """
+    if is_bottom_up(cfg):
+        from posekit.evaluation.bottomup_validate import validate_bottomup
+        return validate_bottomup(cfg, runner, dataset, output_dir, flip_test=flip_test,
+                                 progress=progress)
     result = predict_dataset(cfg, runner, dataset, flip_test=flip_test, criterion=criterion,
                              workers=workers, progress=progress)
     if dist.is_main():

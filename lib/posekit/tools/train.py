@@ -17,7 +17,7 @@ PROG = 'train'
 def parse_args(argv=None):
     from posekit.config import add_config_arguments
     parser = argparse.ArgumentParser(
-        description='Train a top-down heatmap pose model (validation every epoch).')
+        description='Train a pose model, top-down or bottom-up (validation every epoch).')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the run\'s checkpoint.pdckpt')
     parser.add_argument('--resume-from', default=None, metavar='CHECKPOINT',

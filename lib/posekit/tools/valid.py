@@ -16,6 +16,12 @@ is one command (``--type`` overrides the runtime found from the file name)::
 ``model.onnx``/``model_int8.onnx`` run in ONNX Runtime, ``model.json``/``.pdmodel`` (or their
 folder) in Paddle Inference; a model exported with a fixed batch is run in chunks. Its input and
 heatmap sizes must be those of ``--cfg``, which also gives the dataset, flip test and decoding.
+
+A bottom-up model (SimplePose) is scored on the whole images of ``TEST_SET`` with the reference's
+test pipeline (height ``TEST.BOXSIZE`` 640, padded to 64 with grey 128, flip test with
+``--flip-test``), its first ``TEST.MAX_IMAGES`` when > 0; the people go to
+``results/keypoints_<set>_results.json`` and ``--predictions`` takes such a file. The top-down
+box and heatmap switches do not apply to it.
 """
 import argparse
 import os
@@ -36,7 +42,8 @@ def _switch(parser, name, key, help_on):
 def parse_args(argv=None):
     from posekit.config import add_config_arguments
     parser = argparse.ArgumentParser(prog=PROG,
-                                     description='Validate a top-down heatmap pose model.')
+                                     description='Validate a pose model (top-down or '
+                                                 'bottom-up).')
     parser.add_argument('--model-file', default=None,
                         help='weights (.pdparams, checkpoint.pdckpt or a PyTorch reference '
                              'file), or an exported model: model.onnx, model_int8.onnx, a '
@@ -60,7 +67,8 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=None, help='data loader workers (WORKERS)')
     parser.add_argument('--predictions', default=None, metavar='FILE',
                         help='evaluate saved keypoints instead of running a model: an MPII '
-                             'pred.mat, or .npy/.npz (preds: N x K x 2|3, 0-based image pixels)')
+                             'pred.mat, or .npy/.npz (preds: N x K x 2|3, 0-based image pixels); '
+                             'bottom-up models: a COCO keypoint results .json')
     parser.add_argument('--output', default=None,
                         help='folder for pred.mat / results json (default: the run folder)')
     add_config_arguments(parser)
@@ -83,9 +91,30 @@ def _overrides(args):
     return opts
 
 
+# switches of the top-down pipeline (person boxes, heatmap decoding) and their config keys
+TOPDOWN_ONLY = (('post_process', '--post-process/--no-post-process'),
+                ('shift_heatmap', '--shift-heatmap/--no-shift-heatmap'),
+                ('use_gt_bbox', '--use-gt-bbox/--use-detect-bbox'),
+                ('coco_bbox_file', '--coco-bbox-file'))
+
+
+def _check_pipeline_switches(cfg, args):
+    """One line when a top-down switch is given for a bottom-up model (it would do nothing)."""
+    from posekit.config import is_bottom_up
+    from posekit.errors import PosekitInputError
+    if not is_bottom_up(cfg):
+        return
+    given = [flag for key, flag in TOPDOWN_ONLY if getattr(args, key) not in (None, '')]
+    if given:
+        raise PosekitInputError('%s does not apply to %s, a bottom-up model (it finds the people '
+                                'in the whole image, without boxes or per-joint heatmaps)'
+                                % (', '.join(given), cfg.MODEL.NAME))
+
+
 def _evaluate_file(cfg, path, out_dir, logger):
     """``--predictions``: the metric of saved keypoints (rank 0 only; no model is run)."""
     from posekit import distributed as dist
+    from posekit.config import is_bottom_up
     from posekit.data import build_dataset
     from posekit.evaluation.validate import (check_ground_truth, dataset_result,
                                              evaluate_predictions, load_predictions, log_table)
@@ -93,6 +122,11 @@ def _evaluate_file(cfg, path, out_dir, logger):
         return 0
     dataset = build_dataset(cfg, is_train=False)
     check_ground_truth(cfg, dataset)
+    if is_bottom_up(cfg):
+        from posekit.evaluation.bottomup_validate import evaluate_results_file
+        name_values = evaluate_results_file(cfg, dataset, path)[0]
+        log_table(cfg, name_values)
+        return 0
     result = dataset_result(dataset, load_predictions(path))
     logger.info('=> evaluating %d saved predictions from %s', result['count'], path)
     name_values, _ = evaluate_predictions(cfg, dataset, result, out_dir)
@@ -103,9 +137,12 @@ def _evaluate_file(cfg, path, out_dir, logger):
 def _open_runner(cfg, args, model_file):
     """The runner to evaluate: an exported model through its runtime (checked against the
     config's input and heatmap sizes), or the config's model with the checkpoint's weights."""
+    from posekit.config import is_bottom_up
     from posekit.inference.loading import RUNTIME_NAMES, open_trained
     from posekit.runtime import ModelLoadError, check_shapes, exported_kind, open_runner
     kind = args.type or exported_kind(model_file)
+    if is_bottom_up(cfg):
+        return _open_bottom_up(cfg, args, model_file, kind), RUNTIME_NAMES[kind or 'dygraph']
     if not kind:
         return open_trained(cfg, model_file, threads=args.threads)[0], RUNTIME_NAMES['dygraph']
     runner = open_runner(model_file, kind=kind, threads=args.threads)
@@ -115,6 +152,30 @@ def _open_runner(cfg, args, model_file):
     except ModelLoadError as e:
         raise ModelLoadError('%s; is --cfg the config the model was exported from?' % e) from e
     return runner, RUNTIME_NAMES[kind]
+
+
+def _open_bottom_up(cfg, args, model_file, kind):
+    """A bottom-up model's runner: the config's model with the checkpoint's weights, or an
+    export, which must take images of any size (multiples of 64) and give the 50 maps of
+    SIMPLEPOSE_SPEC 2."""
+    from posekit.codec import codec_from_cfg
+    from posekit.runtime import DygraphRunner, ModelLoadError, open_runner
+    if not kind:
+        from posekit.checkpoint import load_checkpoint
+        from posekit.models import build_model
+        if args.threads:
+            from paddle.base import core
+            core.set_num_threads(int(args.threads))
+        model = build_model(cfg)
+        load_checkpoint(model, model_file)
+        return DygraphRunner(model, name=cfg.MODEL.NAME)
+    from posekit.runtime.base import check_free_size
+    runner = open_runner(model_file, kind=kind, threads=args.threads)
+    try:
+        check_free_size(runner, codec_from_cfg(cfg).num_channels, 'the config %s' % args.cfg)
+    except ModelLoadError as e:
+        raise ModelLoadError('%s; is --cfg the config the model was exported from?' % e) from e
+    return runner
 
 
 def _body(argv):
@@ -128,6 +189,7 @@ def _body(argv):
     # explicit switches win over the KEY VALUE pairs given after them
     args.opts = list(args.opts) + _overrides(args)
     cfg = config_from_args(args)
+    _check_pipeline_switches(cfg, args)
     dist.init()
     rank = dist.rank()
     run_dir, _, time_str = run_dirs(cfg, args.cfg, create=rank == 0)
@@ -157,6 +219,16 @@ def _validate(args, cfg, run_dir, out_dir, time_str, rank):
     # ground-truth file stops valid.py at once, not after the whole set
     dataset = build_dataset(cfg, is_train=False)
     check_ground_truth(cfg, dataset)
+    from posekit.config import is_bottom_up
+    if is_bottom_up(cfg):
+        from posekit.evaluation.bottomup_validate import evaluation_images
+        logger.info('=> %d images at height %d, %s, flip test %s, %d process(es)',
+                    len(evaluation_images(cfg, dataset)), int(cfg.TEST.BOXSIZE), runtime,
+                    'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
+        _, _, result = validate(cfg, runner, dataset, out_dir)
+        if rank == 0:
+            logger.info('=> %d images: %d people found', result['count'], result['people'])
+        return 0
     logger.info('=> %d samples, %s, flip test %s, %d process(es)', len(dataset), runtime,
                 'on' if cfg.TEST.FLIP_TEST else 'off', dist.world_size())
     _, _, result = validate(cfg, runner, dataset, out_dir, criterion=build_loss(cfg))

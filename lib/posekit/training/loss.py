@@ -173,8 +173,11 @@ class MultiScaleL2Loss(_MultiScaleLoss):
 
 def build_loss(cfg):
     if cfg.MODEL.NAME == 'simplepose':
-        # the loss of the published SimplePose model, reference constants (SIMPLEPOSE_SPEC 5)
-        return MultiScaleFocalL2Loss()
+        # the loss of the published SimplePose model, reference constants (SIMPLEPOSE_SPEC 5);
+        # its stack weights are all 1, so a variant with another MODEL.EXTRA.NSTACK weighs each
+        # of its stacks 1 too
+        nstack = int((cfg.MODEL.EXTRA or {}).get('NSTACK', len(REFERENCE_STACK_WEIGHTS)))
+        return MultiScaleFocalL2Loss(stack_weights=(1,) * nstack)
     if cfg.LOSS.USE_OHKM:
         return JointsOHKMMSELoss(cfg.LOSS.USE_TARGET_WEIGHT, cfg.LOSS.TOPK)
     return JointsMSELoss(cfg.LOSS.USE_TARGET_WEIGHT)

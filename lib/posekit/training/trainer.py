@@ -41,7 +41,7 @@ from posekit.errors import PosekitError, PosekitRuntimeError
 from posekit.evaluation.accuracy import AverageMeter, heatmap_accuracy
 from posekit.checkpoint import (CheckpointError, load_state_dict_strict, read_paddle_file,
                                 save_paddle_state_dict)
-from posekit.config import ConfigError, config_to_dict, save_config
+from posekit.config import ConfigError, config_to_dict, is_bottom_up, save_config
 from posekit.config.checks import LR_TYPES, OPTIMIZERS
 from posekit.data import build_dataset
 from posekit.evaluation.validate import check_ground_truth, validate
@@ -175,6 +175,9 @@ class Trainer:
         dist.broadcast_parameters(self.net)
         self.model = self.net
         self.criterion = build_loss(cfg)
+        # the training "Accuracy" is PCK of one heatmap argmax per joint and person crop; a
+        # bottom-up model's maps hold every person at once, so it has none (not logged)
+        self.with_accuracy = not is_bottom_up(cfg)
         self.optimizer = build_optimizer(cfg, self.net)
         self.amp = self._amp_enabled()
         self.scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if self.amp else None
@@ -182,6 +185,11 @@ class Trainer:
         self.train_set = build_dataset(cfg, is_train=True)
         self.valid_set = build_dataset(cfg, is_train=False)
         check_ground_truth(cfg, self.valid_set)  # now, not after the first epoch
+        if is_bottom_up(cfg):  # whole images are scored, not the samples (also read now)
+            from posekit.evaluation.bottomup_validate import evaluation_images
+            self.valid_count = '%d validation images' % len(evaluation_images(cfg, self.valid_set))
+        else:
+            self.valid_count = '%d validation samples' % len(self.valid_set)
         self.loader, self.seeded, self.sampler = build_loader(
             self.train_set, int(cfg.TRAIN.BATCH_SIZE_PER_GPU), shuffle=bool(cfg.TRAIN.SHUFFLE),
             workers=self.workers, seed=self.seed, rank=self.rank, world_size=self.world)
@@ -310,9 +318,9 @@ class Trainer:
             path = save_config(cfg, os.path.join(self.output_dir, 'config.yaml'))
             logger.info('=> config (also in %s):\n%s', path, _yaml(cfg))
             logger.info('=> output folder %s, VisualDL logs %s', self.output_dir, self.vdl_dir)
-            logger.info('=> %d training samples, %d validation samples; %d process(es) x batch '
+            logger.info('=> %d training samples, %s; %d process(es) x batch '
                         '%d = %d per step, %d iterations per epoch; seed %d',
-                        len(self.train_set), len(self.valid_set), self.world,
+                        len(self.train_set), self.valid_count, self.world,
                         int(cfg.TRAIN.BATCH_SIZE_PER_GPU),
                         self.world * int(cfg.TRAIN.BATCH_SIZE_PER_GPU), self.iters_per_epoch,
                         self.seed)
@@ -415,7 +423,7 @@ class Trainer:
             if self.amp:
                 with paddle.amp.auto_cast():
                     output = self.model(x)
-                    loss = self.criterion(output.astype('float32'), y, w)
+                    loss = self.criterion(_float32(output), y, w)
                 scaled = self.scaler.scale(loss)
                 scaled.backward()
                 dist.average_gradients(self.net.parameters())
@@ -439,32 +447,44 @@ class Trainer:
                     '--resume.' % (loss_value, epoch, i, lr, last))
             bs = inputs.shape[0]
             losses.update(loss_value, bs)
-            _, avg_acc, cnt, _ = heatmap_accuracy(output.numpy(), y.numpy())
-            accs.update(avg_acc, cnt)
+            if self.with_accuracy:
+                _, avg_acc, cnt, _ = heatmap_accuracy(output.numpy(), y.numpy())
+                accs.update(avg_acc, cnt)
             batch_time.update(time.time() - end)
             end = time.time()
             bar(i + 1)
             if i % print_freq == 0 or i == n - 1:
                 left = (remaining_epochs * n - i - 1) * batch_time.avg
+                acc = ('Accuracy {acc.val:.3f} ({acc.avg:.3f})\t'.format(acc=accs)
+                       if self.with_accuracy else '')
                 logger.info(
                     'Epoch: [{0}][{1}/{2}]\tTime {bt.val:.3f}s ({bt.avg:.3f}s)\t'
                     'Speed {speed:.1f} samples/s\tData {dt.val:.3f}s ({dt.avg:.3f}s)\t'
                     'Lr {lr:.6f}\tLoss {loss.val:.5f} ({loss.avg:.5f})\t'
-                    'Accuracy {acc.val:.3f} ({acc.avg:.3f})\teta: {eta}'.format(
+                    '{acc}eta: {eta}'.format(
                         epoch, i, n, bt=batch_time, speed=bs * self.world / max(batch_time.val, 1e-9),
-                        dt=data_time, lr=lr, loss=losses, acc=accs, eta=_eta(left)))
+                        dt=data_time, lr=lr, loss=losses, acc=acc, eta=_eta(left)))
                 step = epoch * n + i
                 self._scalar('train_loss', losses.val, step)
-                self._scalar('train_acc', accs.val, step)
+                if self.with_accuracy:
+                    self._scalar('train_acc', accs.val, step)
                 self._scalar('lr', lr, step)
         bar.close()
-        return losses.avg, accs.avg
+        return losses.avg, accs.avg if self.with_accuracy else None
 
     def _global_loss(self, loss):
         if self.world <= 1:
             return float(loss)
         t = dist.all_reduce_sum(loss.detach().clone(), what='summing the loss')
         return float(t) / self.world
+
+
+def _float32(output):
+    """``output`` cast to float32 for the loss under AMP: one tensor (top-down heatmaps) or the
+    nested stacks x scales lists of a bottom-up model."""
+    if isinstance(output, (list, tuple)):
+        return [_float32(o) for o in output]
+    return output.astype('float32')
 
 
 def _tensor(x):

@@ -18,6 +18,14 @@ What is written into the output folder (REFERENCE_SPEC 7.5 / 10.13 fixed: input 
 * ``model_int8.onnx`` - with ``quantize='int8'``: the static QDQ int8 copy of ``model.onnx``
   (:mod:`.quantize`), calibrated on the images of ``calib_dir``.
 
+A bottom-up model (SimplePose; ``deploy_config.json`` says ``"pipeline": "bottomup"``) takes
+every image at its own padded size: its graph has a free batch, height and width (ONNX input
+``image`` ``batch x 3 x height x width``, output ``maps`` ``batch x 50 x map_height x
+map_width``; Paddle ``InputSpec [None, 3, None, None]``), the parity check runs two sizes (noise
+at ``MODEL.IMAGE_SIZE``, a picture with its mirror at another width, :func:`.parity.
+bottomup_parity_inputs`), and ``quantize='int8'`` is refused: its calibration and its check
+feed fixed-size person crops and compare heatmap argmaxes, which mean nothing for these maps.
+
 The graph ends at the heatmaps: flip test and decoding (argmax + quarter offset, DARK,
 soft-argmax) stay in numpy (``posekit.codec.heatmap``), so every runtime decodes identically and no
 runtime needs ArgMax (LANDSCAPE 5.3).
@@ -62,7 +70,7 @@ from posekit.runtime.paddle_inference import PADDLE_PREFIX
 
 __all__ = ['ExportError', 'ParityError', 'FORMATS', 'DEFAULT_OPSET', 'MAX_OPSET', 'PARITY_TOL',
            'ONNX_NAME', 'PADDLE_PREFIX', 'CONFIG_NAME', 'EXPORT_FILES', 'default_output_dir',
-           'check_export_options', 'export_model', 'ExportResult']
+           'check_export_options', 'check_bottomup_export', 'export_model', 'ExportResult']
 
 FORMATS = ('onnx', 'paddle', 'both')
 CONFIG_NAME = 'config.yaml'
@@ -126,9 +134,16 @@ class ExportResult:
     def describe(self):
         dc = self.deploy_config
         batch = 'N' if self.dynamic_batch else '1'
-        lines = ['model  : %s, input image %sx3x%dx%d -> heatmaps %sx%dx%dx%d, opset %d'
-                 % (dc.model, batch, dc.input_size[1], dc.input_size[0], batch, dc.num_joints,
-                    dc.heatmap_size[1], dc.heatmap_size[0], self.opset)]
+        if dc.input_size is None:
+            stride = dc.codec.stride
+            lines = ['model  : %s (bottom-up), input image %sx3xHxW (any H, W multiple of %d) '
+                     '-> %s %sx%dx(H/%d)x(W/%d), opset %d'
+                     % (dc.model, batch, dc.input_spec.multiple, dc.output_name, batch,
+                        dc.output_channels, stride, stride, self.opset)]
+        else:
+            lines = ['model  : %s, input image %sx3x%dx%d -> heatmaps %sx%dx%dx%d, opset %d'
+                     % (dc.model, batch, dc.input_size[1], dc.input_size[0], batch,
+                        dc.num_joints, dc.heatmap_size[1], dc.heatmap_size[0], self.opset)]
         lines.append('written: %s' % self.output_dir)
         for f in self.files:
             lines.append('         %s' % os.path.basename(f))
@@ -175,6 +190,14 @@ def check_export_options(fmt='both', opset=DEFAULT_OPSET, tol=PARITY_TOL, quanti
     return fmt, opset, tol
 
 
+def check_bottomup_export(quantize=None):
+    """Raise a one-line :class:`ExportError` for an option a bottom-up model cannot take."""
+    if quantize:
+        raise ExportError('--quantize int8 is for top-down models: its calibration and check feed '
+                          'fixed-size person crops and compare heatmap peaks; a bottom-up model '
+                          'takes whole images of any size - export it without --quantize')
+
+
 def _kept_note(output_dir):
     """What a failed export leaves, for its one-line error."""
     if any(os.path.isfile(os.path.join(output_dir, name)) for name in MODEL_FILES):
@@ -190,7 +213,8 @@ def _build(model, cfg, dc, build, fmt, opset, dynamic_batch, tol, check, require
     files and the int8 copy; the caller puts the folder in place only after all of it."""
     from posekit.config import save_config
     from posekit.runtime import DygraphRunner, check_io, open_runner
-    inputs = parity_inputs(dc, batch=3 if dynamic_batch else 1) if check else {}
+    inputs = (parity_inputs(dc, batch=3 if dynamic_batch else 1, size=cfg.MODEL.IMAGE_SIZE)
+              if check else {})
     reference = {}
     if check:
         # dygraph first: the reference is the model as trained, before any conversion
@@ -207,7 +231,8 @@ def _build(model, cfg, dc, build, fmt, opset, dynamic_batch, tol, check, require
     if fmt in ('onnx', 'both'):
         onnx_file = paddle_to_onnx(model_file, params_file, os.path.join(build, ONNX_NAME),
                                    opset=opset, input_name=dc.input_name,
-                                   output_name=dc.output_name, dynamic_batch=dynamic_batch)
+                                   output_name=dc.output_name, dynamic_batch=dynamic_batch,
+                                   dynamic_size=dc.input_size is None)
         names.append(ONNX_NAME)
         runners['onnxruntime'] = open_runner(onnx_file, 'onnx', threads=threads)
     runners['paddle inference'] = open_runner(model_file, 'paddle', threads=threads)
@@ -260,6 +285,9 @@ def export_model(model, cfg, output_dir, fmt='both', opset=DEFAULT_OPSET, dynami
     """
     fmt, opset, tol = check_export_options(fmt, opset, tol, quantize)
     dc = DeployConfig.from_cfg(cfg)
+    if dc.is_bottom_up:
+        check_bottomup_export(quantize)
+        dynamic_batch = True   # [image, mirror] for the flip test, any size
     model.eval()
     result = ExportResult(output_dir=output_dir, tol=tol, opset=opset, dynamic_batch=dynamic_batch,
                           deploy_config=dc)

@@ -2,7 +2,8 @@
 
 :func:`paddle_to_onnx` converts at exactly the requested opset (11 by default: the widest runtime
 support, LANDSCAPE 5.3) and :func:`tidy_onnx` stores weights as initializers, removes identities
-and dead constants and names the input ``image`` and the output ``heatmaps``.
+and dead constants and names the input ``image`` and the output ``heatmaps`` (``maps`` for a
+bottom-up model). :func:`restore_leaky_relu_slopes` puts back the slope paddle2onnx loses.
 """
 import contextlib
 import io
@@ -13,7 +14,8 @@ import tempfile
 
 from posekit.export.errors import ExportError
 
-__all__ = ['DEFAULT_OPSET', 'MAX_OPSET', 'paddle_to_onnx', 'tidy_onnx']
+__all__ = ['DEFAULT_OPSET', 'MAX_OPSET', 'paddle_to_onnx', 'tidy_onnx',
+           'restore_leaky_relu_slopes']
 
 DEFAULT_OPSET = 11
 # paddle2onnx 2.1.0 converts up to opset 21; asked for 22+ it aborts the process (C++ abort).
@@ -33,7 +35,8 @@ def _replace_name(graph, old, new):
             vi.name = new
 
 
-def tidy_onnx(model, input_name='image', output_name='heatmaps', dynamic_batch=False):
+def tidy_onnx(model, input_name='image', output_name='heatmaps', dynamic_batch=False,
+              dynamic_size=False):
     """Clean up a paddle2onnx graph in place and return it.
 
     paddle2onnx 2.1.0 stores every weight as a ``Constant`` node, wraps BN outputs in
@@ -42,7 +45,9 @@ def tidy_onnx(model, input_name='image', output_name='heatmaps', dynamic_batch=F
     onnx_graphsurgeon when it is missing, and the onnxoptimizer option asks for a misspelt
     pass (``'eliminate_nop_cast '``) and is skipped. So: constants -> initializers (what the
     int8 quantiser needs to find conv weights), identities bypassed, dead nodes and initializers
-    dropped, the output renamed, the batch dimension named ``batch`` when dynamic.
+    dropped, the output renamed, the batch dimension named ``batch`` when dynamic, and with
+    ``dynamic_size`` the input's height and width ``height``/``width`` and the output's
+    ``map_height``/``map_width`` (paddle2onnx calls them ``DynamicDimension.<n>``).
     """
     from onnx import numpy_helper
     graph = model.graph
@@ -111,7 +116,74 @@ def tidy_onnx(model, input_name='image', output_name='heatmaps', dynamic_batch=F
         if dims and dynamic_batch:
             dims[0].ClearField('dim_value')
             dims[0].dim_param = 'batch'
+    if dynamic_size:
+        for values, names in ((graph.input, ('height', 'width')),
+                              (graph.output, ('map_height', 'map_width'))):
+            for value in values:
+                dims = value.type.tensor_type.shape.dim
+                if len(dims) == 4:
+                    for dim, name in zip(dims[2:], names):
+                        dim.ClearField('dim_value')
+                        dim.dim_param = name
     return model
+
+
+def _leaky_relu_slopes(model_file):
+    """The ``negative_slope`` of every ``leaky_relu`` of a PIR ``.json`` program (a set; None
+    when the file cannot be read as one)."""
+    import json
+    if not model_file.endswith('.json'):
+        return None
+    try:
+        with open(model_file, 'r', encoding='utf-8') as f:
+            program = json.load(f)
+    except (OSError, ValueError):
+        return None
+    slopes = set()
+    stack = [program]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if str(node.get('#', '')).endswith('.leaky_relu'):
+                for attr in node.get('A') or []:
+                    if isinstance(attr, dict) and attr.get('N') == 'negative_slope' \
+                            and isinstance(attr.get('AT'), dict):
+                        slopes.add(float(attr['AT'].get('D')))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return slopes
+
+
+def restore_leaky_relu_slopes(model, model_file):
+    """Give the ``LeakyRelu`` nodes of a converted ``model`` the slope of the Paddle program
+    ``model_file``, in place; returns the number of nodes set.
+
+    paddle2onnx 2.1.0 reads ``leaky_relu``'s ``negative_slope`` (a float64 attribute in Paddle
+    3's programs) as a float32 and writes garbage (0 or 2.5e-43) as ``alpha``: SimplePose's
+    ONNX maps were off by up to 1e32. When the program uses one slope (0.01 for SimplePose)
+    every ``LeakyRelu`` gets it; a program with several slopes cannot be mapped node by node,
+    and the conversion fails with that reason (the parity check would fail anyway). Tracing
+    the activation as ``max(x, slope * x)`` instead would be exact too, but runs at half the
+    speed in both runtimes (no conv + activation fusion).
+    """
+    nodes = [n for n in model.graph.node if n.op_type == 'LeakyRelu']
+    if not nodes:
+        return 0
+    slopes = _leaky_relu_slopes(model_file)
+    if not slopes or len(slopes) != 1:
+        raise ExportError('paddle2onnx loses the slope of leaky_relu and %s has %s; posekit '
+                          'restores one slope shared by every leaky ReLU'
+                          % (os.path.basename(model_file),
+                             'several (%s)' % ', '.join('%g' % v for v in sorted(slopes))
+                             if slopes else 'no readable slope'))
+    from onnx import helper
+    alpha = slopes.pop()
+    for node in nodes:
+        kept = [a for a in node.attribute if a.name != 'alpha']
+        del node.attribute[:]
+        node.attribute.extend(kept + [helper.make_attribute('alpha', alpha)])
+    return len(nodes)
 
 
 def _onnx_opset(model):
@@ -169,8 +241,9 @@ class _CapturedOutput:
 
 
 def paddle_to_onnx(model_file, params_file, onnx_file, opset=DEFAULT_OPSET, input_name='image',
-                   output_name='heatmaps', dynamic_batch=False):
-    """``paddle2onnx.export`` of a saved Paddle model at exactly ``opset``, then :func:`tidy_onnx`.
+                   output_name='heatmaps', dynamic_batch=False, dynamic_size=False):
+    """``paddle2onnx.export`` of a saved Paddle model at exactly ``opset``, then
+    :func:`restore_leaky_relu_slopes` and :func:`tidy_onnx`.
 
     paddle2onnx reports conversion failures by printing a traceback and calling ``sys.exit``;
     its output is captured here and a failure becomes one :class:`ExportError`.
@@ -207,8 +280,9 @@ def paddle_to_onnx(model_file, params_file, onnx_file, opset=DEFAULT_OPSET, inpu
         got = _onnx_opset(model)
         if got != int(opset):
             raise ExportError('paddle2onnx produced opset %d instead of %d' % (got, int(opset)))
+        restore_leaky_relu_slopes(model, model_file)
         tidy_onnx(model, input_name=input_name, output_name=output_name,
-                  dynamic_batch=dynamic_batch)
+                  dynamic_batch=dynamic_batch, dynamic_size=dynamic_size)
         onnx.checker.check_model(model)
         onnx.save(model, onnx_file)
     except OSError as e:

@@ -1,7 +1,8 @@
 """The Paddle inference model of an export: ``paddle.jit.to_static`` + ``paddle.jit.save``.
 
 :func:`save_paddle_model` writes ``<prefix>.json`` (Paddle 3 PIR program) + ``<prefix>.pdiparams``
-with one ``InputSpec`` named ``image`` of shape ``[1 or None, 3, H, W]``. While tracing, two layer
+with one ``InputSpec`` named ``image`` of shape ``[1 or None, 3, H, W]`` (``[None, 3, None, None]``
+for a bottom-up model, which takes every image at its own padded size). While tracing, two layer
 kinds are rewritten into a form every runtime runs (:func:`export_friendly`); the numbers do not
 change and the model gets its own layers back. The ONNX model is converted from this file
 (:mod:`posekit.export.onnx_model`).
@@ -45,6 +46,17 @@ def _nearest_repeat(factor):
     return forward
 
 
+def _nearest_repeat_any_size(factor):
+    """The same repeat for inputs whose height and width are unknown while tracing: flattening
+    the repeated axes needs no size (ONNX Shape/Reshape at run time)."""
+    import paddle
+
+    def forward(x):
+        y = paddle.expand(paddle.unsqueeze(x, [3, 5]), [-1, -1, -1, factor, -1, factor])
+        return paddle.flatten(paddle.flatten(y, 4, 5), 2, 3)
+    return forward
+
+
 def _interpolate_to_size(layer, factor):
     """Any other integer-factor Upsample: interpolate to the size known while tracing."""
     import paddle.nn.functional as F
@@ -73,7 +85,7 @@ def _layer_norm_last_axis(layer):
 
 
 @contextlib.contextmanager
-def export_friendly(model):
+def export_friendly(model, dynamic_size=False):
     """Trace two layer kinds the way every runtime handles them; the numbers do not change.
 
     * ``nn.Upsample`` (HRNet fuse layers, nearest, factor ``2 ** (j - i)``): Paddle 3.3.1 records
@@ -84,7 +96,9 @@ def export_friendly(model):
       repeat, traced as unsqueeze + expand + reshape (ONNX Unsqueeze/Expand/Reshape, no Resize);
       measured on HRNet-W18-small-v2 256x192, 1 thread: ORT 58 ms vs 70 ms with Resize, Paddle
       Inference + oneDNN 72 ms vs 190 ms on plain kernels. Other integer-factor modes are traced
-      as interpolation to a fixed size.
+      as interpolation to a fixed size. With ``dynamic_size`` (height and width unknown while
+      tracing: SimplePose's hourglass) the repeat flattens the repeated axes instead of
+      reshaping to a size, and another mode cannot be traced (an :class:`ExportError`).
     * ``nn.LayerNorm`` over ``[C, 1, 1]`` (LPN's GC block): Paddle's oneDNN LayerNorm only
       normalises the last axis ("MKL-DNN Layer Norm supports only last logical axis"), so it is
       traced as LayerNorm over C of the (N, C) view.
@@ -101,8 +115,14 @@ def export_friendly(model):
             if isinstance(factor, (list, tuple)):
                 factor = factor[0] if len(set(factor)) == 1 else None
             if factor is not None and float(factor) == int(factor) and int(factor) >= 1:
-                forward = (_nearest_repeat(int(factor)) if layer.mode == 'nearest'
-                           else _interpolate_to_size(layer, int(factor)))
+                if dynamic_size and layer.mode != 'nearest':
+                    raise ExportError('cannot export %s upsampling for inputs of any size'
+                                      % layer.mode)
+                if dynamic_size:
+                    forward = _nearest_repeat_any_size(int(factor))
+                else:
+                    forward = (_nearest_repeat(int(factor)) if layer.mode == 'nearest'
+                               else _interpolate_to_size(layer, int(factor)))
         elif isinstance(layer, paddle.nn.LayerNorm):
             shape = list(layer._normalized_shape)
             if len(shape) > 1 and all(int(v) == 1 for v in shape[1:]):
@@ -119,22 +139,29 @@ def export_friendly(model):
 
 def save_paddle_model(model, prefix, input_size, dynamic_batch=False, input_name='image'):
     """``paddle.jit.to_static`` + ``paddle.jit.save``: writes ``<prefix>.json`` (PIR program)
-    and ``<prefix>.pdiparams``. ``input_size`` is [W, H]. Returns (model file, params file)."""
+    and ``<prefix>.pdiparams``. ``input_size`` is [W, H], or None for inputs of any height and
+    width (a bottom-up model). Returns (model file, params file)."""
     import paddle
     from paddle.static import InputSpec
-    w, h = int(input_size[0]), int(input_size[1])
+    if input_size is None:
+        h = w = None
+        what = 'an input of any size'
+    else:
+        w, h = int(input_size[0]), int(input_size[1])
+        what = 'a %dx%d input' % (w, h)
     spec = [InputSpec(shape=[None if dynamic_batch else 1, 3, h, w], dtype='float32',
                       name=input_name)]
     model.eval()
     net = _named_input(model)
     net.eval()
     try:
-        with export_friendly(model):
+        with export_friendly(model, dynamic_size=input_size is None):
             static_net = paddle.jit.to_static(net, input_spec=spec, full_graph=True)
             paddle.jit.save(static_net, prefix)
+    except ExportError:
+        raise
     except Exception as e:
-        raise ExportError('paddle.jit.save failed for a %dx%d input: %s'
-                          % (w, h, error_summary(e))) from e
+        raise ExportError('paddle.jit.save failed for %s: %s' % (what, error_summary(e))) from e
     try:
         return paddle_model_files(prefix)
     except ModelLoadError as e:

@@ -1,16 +1,18 @@
 """The parity check of an export: the same inputs through several runners, compared.
 
 :func:`parity_inputs` gives Gaussian noise and a synthetic picture cropped and normalised like a
-person box; :func:`compare_runners` runs every runner (any backend, posekit.runtime contract) on
-them and reports the max heatmap difference to the reference (the dygraph model's maps).
+person box (for a bottom-up model, which takes images of any size: two sizes, the picture resized
+and padded by its input spec); :func:`compare_runners` runs every runner (any backend,
+posekit.runtime contract) on them and reports the max heatmap difference to the reference (the
+dygraph model's maps).
 :func:`allowed_difference` is the tolerance: ``tol`` for heatmaps up to 1, relative beyond.
 """
 import numpy as np
 
 from posekit.export.errors import ExportError
 
-__all__ = ['PARITY_TOL', 'ParityError', 'synthetic_image', 'parity_inputs', 'compare_runners',
-           'allowed_difference']
+__all__ = ['PARITY_TOL', 'ParityError', 'synthetic_image', 'parity_inputs',
+           'bottomup_parity_inputs', 'compare_runners', 'allowed_difference']
 
 PARITY_TOL = 1e-4
 
@@ -40,14 +42,39 @@ def synthetic_image(width=288, height=384, seed=0):
     return img
 
 
-def parity_inputs(deploy_config, batch=1, seed=0):
-    """{'random': N(0, 1) batch, 'image': the synthetic picture pre-processed like a crop}."""
+def parity_inputs(deploy_config, batch=1, seed=0, size=None):
+    """{'random': N(0, 1) batch, 'image': the synthetic picture pre-processed like a crop}.
+
+    A bottom-up deploy config (no fixed input size): :func:`bottomup_parity_inputs` at ``size``
+    [W, H] (``MODEL.IMAGE_SIZE``)."""
+    if deploy_config.input_size is None:
+        if size is None:
+            raise ValueError('a bottom-up model has no input size: give the parity size [W, H]')
+        return bottomup_parity_inputs(deploy_config, size, seed=seed)
     w, h = deploy_config.input_size
     rng = np.random.RandomState(seed)
     noise = rng.standard_normal((batch, 3, h, w)).astype(np.float32)
     spec = deploy_config.input_spec  # the whole picture as the person box
     pics = [spec.prepare(synthetic_image(seed=seed + i))[0][0] for i in range(batch)]
     return {'random': noise, 'image': np.stack(pics).astype(np.float32)}
+
+
+def bottomup_parity_inputs(deploy_config, size, seed=0):
+    """Inputs of two sizes for a model that takes images of any size (multiples of 64):
+
+    * 'random': N(0, 1) noise of ``size`` [W, H], batch 1;
+    * 'image': a 4:3 synthetic picture through the deploy config's input spec resized to
+      height H (so padded to another width than W), with its mirror: batch 2, the flip test's.
+    """
+    w, h = int(size[0]), int(size[1])
+    rng = np.random.RandomState(seed)
+    spec = deploy_config.input_spec
+    spec = type(spec).from_dict(dict(spec.to_dict(), boxsize=h, scale=1.0, flip=True))
+    picture = spec.prepare(synthetic_image(width=h * 4 // 3 + 1, height=h, seed=seed))[0]
+    if tuple(picture.shape[2:]) == (h, w):
+        w += spec.multiple   # another size than the picture's
+    noise = rng.standard_normal((1, 3, h, w)).astype(np.float32)
+    return {'random': noise, 'image': np.ascontiguousarray(picture, dtype=np.float32)}
 
 
 def compare_runners(reference, runners, inputs):

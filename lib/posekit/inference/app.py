@@ -10,8 +10,8 @@ What a run does, in order:
 1. the box source (:class:`posekit.inference.boxes.BoxSource`: ``--box``, ``--det-json``,
    ``--detector``, else the whole image) and the input (the image read, the folder listed, the
    video opened) are checked first, so a wrong path fails before a model is loaded;
-2. the front end's ``load()`` gives the runner and its deploy config, a
-   :class:`posekit.inference.predictor.TopDownPredictor` is built on them and warmed up;
+2. the front end's ``load()`` gives the runner and its deploy config, the predictor of its
+   pipeline (:func:`posekit.inference.predictor.build_predictor`) is built on them and warmed up;
 3. each image or frame: its boxes, the prediction, the drawn picture and the keypoints json
    (:mod:`posekit.inference.outputs`), one printed line;
 4. a latency table: median and mean of each stage (pre-process, inference, decode) over the
@@ -21,6 +21,13 @@ One image that cannot be processed is an error; in a folder it is a warning and 
 skipped, and only a folder where nothing could be processed is an error. A video frame without a
 person is kept, unannotated, with an empty record. Errors are :class:`posekit.errors.PosekitError`
 (one line, exit code 1 through :func:`posekit.cli.run_tool`).
+
+A bottom-up model (SimplePose, :class:`posekit.inference.predictor.BottomUpPredictor`) needs no
+boxes: each image is processed whole and every person found is drawn (skeletons, no boxes;
+the json still gives each person's box around its keypoints and its score). ``--box``,
+``--det-json`` and ``--detector hog`` with such a model are an error (one line: they would
+suggest boxes that are not used). Finding nobody in an image, a folder or a video is a result
+("0 persons"), not an error.
 """
 import argparse
 import os
@@ -31,7 +38,7 @@ import numpy as np
 from posekit.errors import PosekitError, PosekitInputError
 from posekit.inference.boxes import BoxSource, parse_image_id
 from posekit.inference.outputs import VideoOutput, save_prediction
-from posekit.inference.predictor import TIMING_STAGES, TopDownPredictor
+from posekit.inference.predictor import TIMING_STAGES, build_predictor
 from posekit.inference.video import VideoReader
 from posekit.io import list_images, read_image
 
@@ -52,7 +59,8 @@ class NoPersonError(InferenceError):
 def add_arguments(parser, default_output):
     """The options every front end shares: input, person boxes, flip test, threads, outputs.
 
-    The front end adds its model options and ``default_output`` is its output folder.
+    The front end adds its model options and ``default_output`` is its output folder. The box
+    options are for top-down models (a bottom-up model refuses them, :func:`run`).
     """
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--img', '--img-file', dest='img', metavar='IMAGE', help='one image')
@@ -128,7 +136,8 @@ class PoseApplication:
     """A predictor, a box source and the output options, applied to images and videos.
 
     ``description`` (model file, runtime, ...) goes into every json; the timings of every
-    processed image or frame are kept in ``timings``.
+    processed image or frame are kept in ``timings``. A bottom-up predictor takes no ``boxes``
+    (None): the whole image is its input.
     """
 
     def __init__(self, predictor, boxes, output_dir, description=None, kpt_thr=0.3,
@@ -142,19 +151,18 @@ class PoseApplication:
         self.draw_names = draw_names
         self.show = show
         self.timings = []
+        self.bottom_up = getattr(predictor, 'pipeline', 'topdown') == 'bottomup'
 
     def header(self):
         """One line on the model: file, name, runtime, input size, flip test."""
-        w, h = self.config.input_size
-        return 'model  : %s (%s, %s), input %dx%d [W,H], flip test %s' % (
+        return 'model  : %s (%s, %s), %s, flip test %s' % (
             self.description.get('model_file', '?'), self.config.model,
-            self.description.get('runtime', '?'), w, h,
+            self.description.get('runtime', '?'), self.predictor.describe_input(),
             'on' if self.predictor.flip_test else 'off')
 
     def warm_up(self, runs):
         """Untimed runs on a zero batch: the first runs of a runtime allocate and tune."""
-        w, h = self.config.input_size
-        batch = np.zeros((1, 3, h, w), np.float32)
+        batch = self.predictor.warmup_batch()
         for _ in range(max(0, int(runs))):
             self.predictor.runner(batch)
 
@@ -163,12 +171,21 @@ class PoseApplication:
         loaded it, the input size and the flip test."""
         meta = {source_key: os.path.abspath(source_path), 'model': self.config.model}
         meta.update(self.description)
-        meta.update(input_size=list(self.config.input_size), flip_test=self.predictor.flip_test)
+        if self.bottom_up:
+            meta.update(pipeline='bottomup', input=self.predictor.input_spec.to_dict(),
+                        flip_test=self.predictor.flip_test)
+        else:
+            meta.update(input_size=list(self.config.input_size),
+                        flip_test=self.predictor.flip_test)
         return meta
 
     def predict(self, image, name, image_id=None):
         """``(result, box source)`` of one image or frame; :class:`NoPersonError` when there is
-        no person to process."""
+        no person box to process (a bottom-up model's result may hold no person)."""
+        if self.bottom_up:
+            result = self.predictor.predict(image)
+            self.timings.append(result.timings)
+            return result, BOTTOM_UP_SOURCE
         boxes, box_source = self.boxes(image, name, image_id=image_id)
         if len(boxes) == 0:
             raise NoPersonError('no person detected in %s (%s); give --box, lower --det-thre or '
@@ -220,6 +237,9 @@ class PoseApplication:
                 except NoPersonError:
                     # a frame without a person is normal in a video: keep it, unannotated
                     result, empty = None, empty + 1
+                else:
+                    if len(result) == 0:   # a bottom-up model found nobody
+                        result, empty = None, empty + 1
                 output.add(frame, result)
         finally:
             video.close()
@@ -230,7 +250,7 @@ class PoseApplication:
               % (video.path, frames, video.fps,
                  ', %d without a person' % empty if empty else '', output.path))
         print('keypoints: %s' % js)
-        if frames == empty:
+        if frames == empty and not self.bottom_up:
             raise NoPersonError('no person found in any of the %d frames of %s'
                                 % (frames, video.path))
         return frames - empty
@@ -242,6 +262,23 @@ class PoseApplication:
         if not show_image(cv2.imread(picture), 'pose: %s' % source):
             warnings.warn('--show: no display (or OpenCV without GUI); see %s' % picture)
             self.show = False
+
+
+# How a bottom-up run names where its people come from (the "box source" of the outputs).
+BOTTOM_UP_SOURCE = 'bottom-up, whole image'
+
+
+def _check_bottomup_options(args, deploy_config):
+    """A one-line :class:`InferenceError` for box options given with a bottom-up model."""
+    given = [name for name, value in (('--box', args.box), ('--det-json', args.det_json),
+                                      ('--detector %s' % args.detector,
+                                       args.detector not in (None, 'none')))
+             if value]
+    if given:
+        raise InferenceError('%s choose%s person boxes for a top-down model; %s is bottom-up and '
+                             'finds every person in the whole image: leave %s out'
+                             % (', '.join(given), 's' if len(given) == 1 else '',
+                                deploy_config.model, 'it' if len(given) == 1 else 'them'))
 
 
 def run(args, load, show=False):
@@ -263,7 +300,15 @@ def run(args, load, show=False):
         if video is not None:
             video.close()
         raise
-    predictor = TopDownPredictor(deploy_config, runner, flip_test=args.flip_test)
+    predictor = build_predictor(deploy_config, runner, flip_test=args.flip_test)
+    if predictor.pipeline == 'bottomup':
+        try:
+            _check_bottomup_options(args, deploy_config)
+        except InferenceError:
+            if video is not None:
+                video.close()
+            raise
+        boxes = None
     application = PoseApplication(predictor, boxes, args.output, description,
                                   kpt_thr=args.kpt_thre, draw_names=args.draw_names, show=show)
     print(application.header())

@@ -6,8 +6,8 @@ words on what was loaded (for the printed header and the output json).
 * :func:`open_trained` - a Paddle model built from its training config with its weights
   (``.pdparams`` or a reference ``.pth``), run in dygraph.
 
-Both return ``(runner, deploy_config, description)``; :class:`posekit.inference.predictor.TopDownPredictor`
-takes the first two.
+Both return ``(runner, deploy_config, description)``; the predictor of the config's pipeline
+(:func:`posekit.inference.predictor.build_predictor`) takes the first two.
 """
 import os
 
@@ -25,8 +25,9 @@ def open_exported(model_path, kind=None, config_path='', threads=None):
 
     ``kind`` 'onnx' or 'paddle' (default: from the file name, see
     :func:`posekit.runtime.runner_kind`); ``config_path`` the deploy config (default:
-    ``deploy_config.json`` beside the model). The model is checked against the config: an
-    export has the fixed input size of its config (export.py makes no free-size model).
+    ``deploy_config.json`` beside the model). The model is checked against the config: a
+    top-down export has the fixed input size of its config, a bottom-up one (SimplePose) takes
+    any height and width (:func:`posekit.runtime.check_io`).
     """
     from posekit.runtime import check_io, open_runner, runner_kind
     config_path = config_path or deploy_config_path(model_path)

@@ -13,6 +13,11 @@ second, different pre-/post-processing):
 
 The runner is anything callable with that signature: ``posekit.runtime`` provides ONNX Runtime,
 Paddle Inference and dygraph runners.
+
+A bottom-up model (SimplePose) needs no boxes: :class:`BottomUpPredictor` has the same outward
+contract (``predict(image) -> PoseResult``, the same timing stages) and finds every person of
+the whole image. :func:`build_predictor` is the one place that picks the class, from the deploy
+config's pipeline (its codec).
 """
 import time
 import warnings
@@ -21,8 +26,9 @@ import numpy as np
 
 from posekit.errors import PosekitInputError
 
-__all__ = ['TopDownPredictor', 'PoseResult', 'BoxError', 'BoxWarning', 'validate_boxes',
-           'whole_image_box', 'TIMING_STAGES']
+__all__ = ['TopDownPredictor', 'BottomUpPredictor', 'build_predictor', 'PREDICTORS', 'PoseResult',
+           'BoxError', 'BoxWarning', 'validate_boxes', 'whole_image_box', 'keypoint_boxes',
+           'TIMING_STAGES']
 
 # Names of the per-stage timings of a prediction, in pipeline order (milliseconds).
 TIMING_STAGES = ('preprocess', 'inference', 'decode')
@@ -94,7 +100,8 @@ class PoseResult:
     """Predictions for one image.
 
     ``keypoints`` (N, K, 3): x, y in image pixels and the heatmap confidence; ``boxes`` (N, 4)
-    x, y, w, h; ``scores`` (N,) the box scores (1.0 for given boxes); ``timings`` the
+    x, y, w, h; ``scores`` (N,) the box scores (1.0 for given boxes; a bottom-up model's person
+    scores, with boxes around each person's keypoints); ``timings`` the
     milliseconds of each stage of :data:`TIMING_STAGES`; ``skipped`` the boxes that were not
     used, as (index in the input, box, reason).
     """
@@ -155,12 +162,24 @@ class TopDownPredictor:
     (:mod:`posekit.codec`). ``flip_test`` None uses the config's ``flip_test``.
     """
 
+    pipeline = 'topdown'
+
     def __init__(self, deploy_config, runner, flip_test=None):
         self.config = deploy_config
         self.input_spec = deploy_config.input_spec
         self.codec = deploy_config.codec
         self.runner = runner
         self.flip_test = bool(deploy_config.flip_test if flip_test is None else flip_test)
+
+    def describe_input(self):
+        """What the network is fed, for a printed header."""
+        w, h = self.config.input_size
+        return 'input %dx%d [W,H]' % (w, h)
+
+    def warmup_batch(self):
+        """A zero batch of one crop (what the first untimed runs use)."""
+        w, h = self.config.input_size
+        return np.zeros((1, 3, h, w), np.float32)
 
     # -- stages -------------------------------------------------------------------------------
     def heatmaps(self, batch):
@@ -208,3 +227,94 @@ class TopDownPredictor:
                    'decode': (t3 - t2) * 1e3}
         return PoseResult(keypoints, kept[:, :4], kept[:, 4], self.config.joint_names, timings,
                           skipped, kept_idx, (img_w, img_h))
+
+
+def keypoint_boxes(keypoints):
+    """(N, 4) x, y, w, h around each person's found keypoints ((N, K, 3); a joint that is all
+    zeros is missing, the grouping's convention); an empty box at (0, 0) without any."""
+    kps = np.asarray(keypoints, dtype=np.float32).reshape(-1, *np.shape(keypoints)[-2:])
+    boxes = np.zeros((len(kps), 4), np.float32)
+    for n, person in enumerate(kps):
+        found = person[np.any(person != 0, axis=1), :2]
+        if len(found):
+            lo, hi = found.min(axis=0), found.max(axis=0)
+            boxes[n] = (lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+    return boxes
+
+
+class BottomUpPredictor:
+    """Every person of a whole image, through a bottom-up model ``runner`` (SimplePose): no
+    person boxes and no detector.
+
+    ``deploy_config`` has a bottom-up input spec and codec (:mod:`posekit.codec.bottomup`): the
+    image is resized and padded (with its mirror when ``flip_test``: the spec's ``flip``, which
+    ``flip_test`` overrides), the runner maps the batch to the limb and keypoint maps (any
+    backend, ``runner(batch (B, 3, H, W)) -> (B, C, H/4, W/4)``), the codec fuses the mirror's
+    maps and groups the peaks into people. :meth:`predict` returns a :class:`PoseResult` like
+    :class:`TopDownPredictor`'s: COCO-17 keypoints (x, y, the refined peak score; (0, 0, 0) for
+    a missing joint), boxes around each person's found keypoints, the grouping's person scores
+    (``1 - 1 / total``, SIMPLEPOSE_SPEC 6.4) and the same timing stages ('decode' is the
+    grouping). A run that finds nobody is a result with no person, not an error.
+    """
+    pipeline = 'bottomup'
+
+    def __init__(self, deploy_config, runner, flip_test=None):
+        self.config = deploy_config
+        self.codec = deploy_config.codec
+        self.runner = runner
+        self.flip_test = bool(deploy_config.flip_test if flip_test is None else flip_test)
+        spec = deploy_config.input_spec
+        if spec.flip != self.flip_test:
+            spec = type(spec).from_dict(dict(spec.to_dict(), flip=self.flip_test))
+        self.input_spec = spec
+
+    def describe_input(self):
+        spec = self.input_spec
+        return ('bottom-up, whole image at height %d%s (padded to a multiple of %d)'
+                % (spec.boxsize, '' if spec.scale == 1 else ' x %g' % spec.scale, spec.multiple))
+
+    def warmup_batch(self):
+        """The batch of a blank 4:3 picture (its size is the typical one; every image gets its
+        own, so a runtime may still tune for the first images of other sizes)."""
+        h = self.input_spec.boxsize
+        blank = np.full((h, h * 4 // 3, 3), self.input_spec.pad_value, np.uint8)
+        return self.input_spec.prepare(blank)[0]
+
+    def maps(self, batch):
+        """The fused maps (1, C, h, w) of a prepared batch (:meth:`BottomUpPartsCodec.flip_test`,
+        which checks the runner's output)."""
+        return self.codec.flip_test(self.runner, batch, self.flip_test)
+
+    def predict(self, image_bgr, boxes=None):
+        """Every person found in one BGR image. ``boxes`` must be None: a bottom-up model finds
+        the people itself (:class:`BoxError` otherwise, rather than silently ignoring them)."""
+        if boxes is not None:
+            raise BoxError('a bottom-up model finds every person itself: give no person boxes')
+        image_bgr = np.asarray(image_bgr)
+        if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError('expected an H x W x 3 BGR image, got shape %s' % (image_bgr.shape,))
+        img_h, img_w = image_bgr.shape[:2]
+        t0 = time.perf_counter()
+        batch, meta = self.input_spec.prepare(image_bgr)
+        t1 = time.perf_counter()
+        maps = self.maps(batch)
+        t2 = time.perf_counter()
+        people = self.codec.decode(maps, meta)
+        t3 = time.perf_counter()
+        keypoints = np.asarray(people.keypoints, dtype=np.float32).reshape(
+            -1, self.config.num_joints, 3)
+        timings = {'preprocess': (t1 - t0) * 1e3, 'inference': (t2 - t1) * 1e3,
+                   'decode': (t3 - t2) * 1e3}
+        return PoseResult(keypoints, keypoint_boxes(keypoints), people.scores,
+                          self.config.joint_names, timings, (), None, (img_w, img_h))
+
+
+# The predictor of each pipeline (DeployConfig.pipeline, from its codec).
+PREDICTORS = {TopDownPredictor.pipeline: TopDownPredictor,
+              BottomUpPredictor.pipeline: BottomUpPredictor}
+
+
+def build_predictor(deploy_config, runner, flip_test=None):
+    """The predictor for ``deploy_config``'s pipeline: :class:`TopDownPredictor` (person boxes
+    in) or :class:`BottomUpPredictor` (the whole image, every person found)."""
+    return PREDICTORS[deploy_config.pipeline](deploy_config, runner, flip_test=flip_test)

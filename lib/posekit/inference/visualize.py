@@ -104,8 +104,15 @@ def draw_pose(image, keypoints, skeleton, joint_names, boxes=None, scores=None, 
     return img
 
 
-def draw_result(image, result, deploy_config, kpt_thr=0.3, draw_names=False, draw_boxes=True):
-    """:func:`draw_pose` for a :class:`posekit.inference.predictor.PoseResult` and its deploy config."""
+def draw_result(image, result, deploy_config, kpt_thr=0.3, draw_names=False, draw_boxes=None):
+    """:func:`draw_pose` for a :class:`posekit.inference.predictor.PoseResult` and its deploy
+    config.
+
+    ``draw_boxes`` None: the person boxes of a top-down model (where the keypoints were looked
+    for) are drawn with their scores; a bottom-up model's people are drawn as skeletons only
+    (their boxes are only the extent of the keypoints)."""
+    if draw_boxes is None:
+        draw_boxes = getattr(deploy_config, 'pipeline', 'topdown') == 'topdown'
     return draw_pose(image, result.keypoints, deploy_config.skeleton, deploy_config.joint_names,
                      boxes=result.boxes, scores=result.scores, kpt_thr=kpt_thr,
                      draw_names=draw_names, draw_boxes=draw_boxes)

@@ -20,7 +20,7 @@ import numpy as np
 from posekit.errors import PosekitInputError
 
 __all__ = ['Runner', 'ModelLoadError', 'RunnerInputError', 'check_io', 'check_shapes',
-           'physical_cores', 'error_summary', 'format_shape']
+           'check_free_size', 'physical_cores', 'error_summary', 'format_shape']
 
 # The file name check_io's messages give to the deploy config (posekit.inference.deploy_config
 # writes it; the runtime sits below inference and only names it).
@@ -182,9 +182,32 @@ def check_shapes(runner, input_size, heatmap_size, num_joints, source, joints_so
         raise ModelLoadError('; '.join(problems))
 
 
+def check_free_size(runner, channels, source):
+    """Raise :class:`ModelLoadError` (one line) unless the runner takes 3-channel images of any
+    height and width and returns ``channels`` maps (dynamic dims pass): what a bottom-up model,
+    which sees every image at its own padded size, needs."""
+    ins, outs = runner.input_shape, runner.output_shape
+    problems = []
+    if ins[1] is not None and ins[1] != 3:
+        problems.append('%s takes %d-channel input, not a 3-channel image' % (runner.name, ins[1]))
+    if ins[2] is not None or ins[3] is not None:
+        problems.append('%s takes only %s input but %s describes a bottom-up model, which takes '
+                        'every image at its own size: export it again with export.py'
+                        % (runner.name, format_shape(ins), source))
+    if outs[1] is not None and outs[1] != int(channels):
+        problems.append('%s outputs %d maps but %s says %d'
+                        % (runner.name, outs[1], source, int(channels)))
+    if problems:
+        raise ModelLoadError('; '.join(problems))
+
+
 def check_io(runner, deploy_config, source=DEPLOY_CONFIG_LABEL):
     """:func:`check_shapes` against a deploy config (anything with ``input_size``,
-    ``heatmap_size``, ``num_joints`` and optionally ``dataset``)."""
+    ``heatmap_size``, ``num_joints`` and optionally ``dataset``); :func:`check_free_size` when
+    its ``input_size`` is None (a bottom-up model, ``output_channels`` maps)."""
     dc = deploy_config
+    if dc.input_size is None:
+        check_free_size(runner, dc.output_channels, source)
+        return
     check_shapes(runner, dc.input_size, dc.heatmap_size, dc.num_joints, source,
                  joints_source=getattr(dc, 'dataset', '') or 'joint_names')

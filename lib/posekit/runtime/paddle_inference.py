@@ -86,13 +86,25 @@ def _pir_input_shape(model_file, input_name):
     return None
 
 
+def _program_has_op(model_file, op_name):
+    """Whether the saved program ``model_file`` (PIR ``.json`` or legacy ``.pdmodel``) holds an
+    op called ``op_name`` (its name appears in the file; a false positive only costs a fusion)."""
+    try:
+        with open(model_file, 'rb') as f:
+            return op_name.encode() in f.read()
+    except OSError:
+        return False
+
+
 class PaddleInferenceRunner(Runner):
     """Paddle Inference on CPU for a ``paddle.jit.save`` model (see :func:`paddle_model_files`).
 
     With ``mkldnn`` (default) oneDNN is on - 5-6x faster than plain CPU kernels (LANDSCAPE 5.4) -
     and the PIR pass ``conv2d_transpose_bn_fuse_pass`` is removed: in Paddle 3.3.1 it breaks a
     grouped ``Conv2DTranspose`` followed by BatchNorm (LPN's head) with "Broadcast dimension
-    mismatch"; without it the output matches the plain CPU kernels.
+    mismatch"; without it the output matches the plain CPU kernels. For a program with
+    ``leaky_relu`` (SimplePose) ``conv_activation_onednn_fuse_pass`` is removed too: Paddle 3.3.1
+    crashes the process (segfault) when it fuses a conv with a leaky ReLU.
 
     Some ops have no working oneDNN kernel in Paddle 3.3.1 and fail only when the predictor
     runs: LayerNorm over more than the last axis (LPN's GC block normalises [C, 1, 1]) and
@@ -138,6 +150,12 @@ class PaddleInferenceRunner(Runner):
             else:  # the pre-3.0 name
                 config.enable_mkldnn()
             config.delete_pass('conv2d_transpose_bn_fuse_pass')
+            if _program_has_op(model_file, 'leaky_relu'):
+                # Paddle 3.3.1 fuses conv + leaky_relu into a oneDNN FusedConv2dOp that reads the
+                # slope (a float64 attribute of the traced op) as float32: a segfault in
+                # pir::FloatAttribute::data() while the predictor is created, which no fallback
+                # can catch. Without this fusion the other oneDNN passes work (SimplePose).
+                config.delete_pass('conv_activation_onednn_fuse_pass')
         else:
             if hasattr(config, 'disable_onednn'):
                 config.disable_onednn()

@@ -7,8 +7,10 @@
 
 The front end of :mod:`posekit.inference.app` for an exported model: the deploy config beside it
 (``deploy_config.json``, or ``--config``) gives the input spec, codec and joints, so the
-keypoints are those of ``infer.py``. The model runs at the input size it was exported with (to
-run another size, export again with ``MODEL.IMAGE_SIZE W,H`` appended to export.py's command).
+keypoints are those of ``infer.py``. A top-down model runs at the input size it was exported
+with (to run another size, export again with ``MODEL.IMAGE_SIZE W,H`` appended to export.py's
+command); a bottom-up model (simplepose: ``"pipeline": "bottomup"`` in its deploy config) takes
+each whole image at its own size and finds every person, with no --box and no detector.
 Running an ONNX model needs no Paddle.
 """
 import argparse
@@ -23,8 +25,9 @@ PROG = 'deploy'
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog=PROG, description='Top-down pose estimation with an exported model (ONNX Runtime or '
-                               'Paddle Inference) on images or a video.')
+        prog=PROG, description='Pose estimation with an exported model (ONNX Runtime or Paddle '
+                               'Inference) on images or a video: top-down (person boxes) or '
+                               'bottom-up (every person found).')
     app.add_arguments(parser, default_output=os.path.join('output', 'deploy'))
     parser.add_argument('--model', required=True,
                         help='exported model: .onnx, or Paddle model.json/.pdmodel (or its folder)')

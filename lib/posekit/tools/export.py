@@ -11,7 +11,9 @@ model.onnx (input "image" float32 1x3xHxW, output "heatmaps" 1xKx(H/4)x(W/4), op
 --opset), model.json + model.pdiparams (Paddle Inference), deploy_config.json (what deploy.py
 needs: input size, normalisation, joints, flip pairs, decoding), config.yaml (the resolved
 config) and, with --quantize int8, model_int8.onnx. The graph ends at the heatmaps; decoding and
-the flip test stay in numpy. The dygraph model, ONNX Runtime and Paddle Inference are run on the
+the flip test stay in numpy. A bottom-up model (simplepose) is exported for any batch, height
+and width (output "maps" Nx50x(H/4)x(W/4), the last stack's), checked at two input sizes, and
+cannot be quantised. The dygraph model, ONNX Runtime and Paddle Inference are run on the
 same inputs and the export fails (exit 1) if their heatmaps differ by more than --tol (> 0).
 Everything is built and checked in a sibling folder that replaces --output in one step: a failed
 check, a full disk, Ctrl-C or a kill leaves the previous export there complete and unchanged
@@ -71,9 +73,9 @@ def _body(argv):
     args = parse_args(argv)
     from posekit.cli import one_line
     from posekit.checkpoint import CheckpointMismatchError, load_checkpoint
-    from posekit.config import config_from_args
-    from posekit.export.exporter import (ExportError, check_export_options, default_output_dir,
-                                         export_model)
+    from posekit.config import config_from_args, is_bottom_up
+    from posekit.export.exporter import (ExportError, check_bottomup_export, check_export_options,
+                                         default_output_dir, export_model)
     from posekit.models import build_model
     from posekit.export.quantize import calibration_images
     # every option is checked before the slow part (building the model, loading the weights)
@@ -83,9 +85,11 @@ def _body(argv):
         check_output_folder(args.output, '--output')
     if args.calib_dir and not args.quantize:
         raise ExportError('--calib-dir is only used with --quantize int8')
+    cfg = config_from_args(args)
+    if is_bottom_up(cfg):
+        check_bottomup_export(args.quantize)
     if args.quantize:
         calibration_images(args.calib_dir, args.calib_num)  # fail before the slow part
-    cfg = config_from_args(args)
     model_file = args.model_file or cfg.TEST.MODEL_FILE
     if not model_file:
         raise ExportError('no weights to export: give --model-file (or TEST.MODEL_FILE)')

@@ -4,6 +4,10 @@
         --model-file output/simplenet_coco_256x192.pdparams --img-file images/people.jpg \\
         --box 280 44 219 347 --box 40 110 175 175
 
+    python pose_estimation/infer.py --cfg experiments/coco/simplepose/simplepose_512x512.yaml \\
+        --model-file output/simplepose.pdparams --img images/people.jpg
+
+The second, a bottom-up model, finds every person of the image itself (no --box, no detector).
 The front end of :mod:`posekit.inference.app` for a model built from its training config and
 weights (``--cfg``, ``--model-file``, ``KEY VALUE`` overrides); ``deploy.py`` is the same
 application for exported models and gives the same keypoints. Inputs, person boxes, outputs
@@ -23,7 +27,8 @@ PROG = 'infer'
 def parse_args(argv=None):
     from posekit.config import add_config_arguments
     parser = argparse.ArgumentParser(
-        prog=PROG, description='Top-down pose estimation on images or a video with a Paddle model.')
+        prog=PROG, description='Pose estimation on images or a video with a Paddle model: '
+                               'top-down (person boxes) or bottom-up (every person found).')
     app.add_arguments(parser, default_output=os.path.join('output', 'infer'))
     parser.add_argument('--model-file', default='',
                         help='weights (.pdparams, or a reference .pth); default TEST.MODEL_FILE')

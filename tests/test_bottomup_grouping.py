@@ -406,3 +406,22 @@ def test_grouping_benchmark_runs_on_the_synthetic_picture():
     assert len(g) == 10 and np.all(g.keypoints[:, :, 2] > 0.5)
     table = grouping_table(rows, 1, 0)
     assert '| synthetic 640x480, 10 people | 10 |' in table
+
+
+def test_samples_outside_the_image_read_as_the_reference_or_at_the_border():
+    from posekit.codec.bottomup.grouping import _map_index
+    idx = _map_index(np.array([-0.4, -1.0, -5.0, -6.0, 4.6, 5.0, 7.2, np.nan, np.inf, -np.inf]), 5)
+    # in [-5, -1] Python indexing wraps around (the reference reads there too); beyond, where the
+    # reference raises IndexError, the nearest border
+    assert idx.tolist() == [0, 4, 0, 0, 4, 4, 4, 0, 4, 0]
+
+
+def test_untrained_maps_with_negative_values_group_without_error():
+    """Refined peaks of maps with large negative values can leave the image (a 5x5 box summing
+    to about 0); the grouping must still finish."""
+    from posekit.codec.bottomup.grouping import group
+    rng = np.random.default_rng(0)
+    heat = (rng.standard_normal((60, 80, 20)) * 1e3).astype(np.float64)
+    paf = (rng.standard_normal((60, 80, 30)) * 1e3).astype(np.float64)
+    result = group(heat, paf, 60)
+    assert result.keypoints.shape[1:] == (17, 3)

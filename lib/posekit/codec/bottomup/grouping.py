@@ -230,6 +230,17 @@ def refine_peaks(hm, xs, ys, ps, radius=2):
 _PAIR_CHUNK = 16384     # candidate pairs scored at once (bounds the memory of random maps)
 
 
+def _map_index(coord, size):
+    """Map row/column of sample coordinates as the reference reads ``map[int(round(y)),
+    int(round(x))]``: a negative index in [-size, -1] wraps around as Python's does. A refined
+    peak can lie outside the image when its 5x5 box sums to about 0 (untrained maps with
+    negative values); where the reference would raise IndexError (index >= size or < -size, or
+    not finite) the sample is taken at the nearest border instead."""
+    idx = np.rint(np.nan_to_num(coord, nan=0.0, posinf=size, neginf=-size - 1))
+    idx = np.clip(idx, -size - 1, size).astype(np.intp)
+    return np.where((idx >= -size) & (idx < size), idx % size, np.clip(idx, 0, size - 1))
+
+
 def _score_pairs(xa, ya, xb, yb, limb, paf, image_height, p):
     """Scores of candidate pairs (A -> B on limb maps ``limb`` of ``paf`` (H, W, L) C-ordered),
     SIMPLEPOSE_SPEC 6.4: ``(score, length, accepted)``; pairs of zero length are not accepted.
@@ -251,7 +262,7 @@ def _score_pairs(xa, ya, xb, yb, limb, paf, image_height, p):
     sx[m - 1, cols] = np.where(m > 1, xb, sx[m - 1, cols])
     sy[m - 1, cols] = np.where(m > 1, yb, sy[m - 1, cols])
     valid = (t < m) & ok
-    at = (np.rint(sy).astype(np.intp) * w + np.rint(sx).astype(np.intp)) * nl + limb
+    at = (_map_index(sy, h) * w + _map_index(sx, w)) * nl + limb
     vals = np.where(valid, paf.ravel()[np.where(valid, at, 0)], 0).astype(np.float64)
     # the reference sums the samples with Python's sum(): one by one, from the first
     total = vals[0].copy()

@@ -13,6 +13,7 @@ import numpy as np
 from posekit.config import ConfigError
 from posekit.codec import heatmap as hm
 from posekit.codec import transforms
+from posekit.codec.forms import DictForm
 
 __all__ = ['InputSpec', 'TopDownHeatmapCodec', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
@@ -31,7 +32,7 @@ def _pairs(value):
     return [[int(a), int(b)] for a, b in value]
 
 
-class InputSpec:
+class InputSpec(DictForm):
     """Person boxes of a BGR image -> a normalised NCHW float32 batch (REFERENCE_SPEC 1.2, 2.4,
     2.6).
 
@@ -106,26 +107,14 @@ class InputSpec:
                 'mean': list(self.mean), 'std': list(self.std), 'padding': self.padding}
 
     @classmethod
-    def from_dict(cls, data):
-        data = dict(data)
-        data.pop('type', None)
-        return cls(**data)
-
-    @classmethod
     def from_cfg(cls, cfg):
         """From ``MODEL.IMAGE_SIZE`` and ``DATASET.COLOR_RGB/PIXEL_SCALE/MEAN/STD``."""
         d = cfg.DATASET
         return cls(cfg.MODEL.IMAGE_SIZE, color_rgb=d.COLOR_RGB, pixel_scale=d.PIXEL_SCALE,
                    mean=d.MEAN, std=d.STD)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
 
-    def __repr__(self):
-        return 'InputSpec(%s)' % self.to_dict()
-
-
-class TopDownHeatmapCodec:
+class TopDownHeatmapCodec(DictForm):
     """Keypoints <-> one Gaussian heatmap per joint, for person crops.
 
     ``encode``: unnormalised Gaussians of ``sigma`` on the rounded heatmap location, with
@@ -204,12 +193,6 @@ class TopDownHeatmapCodec:
                 'dark_kernel': self.dark_kernel}
 
     @classmethod
-    def from_dict(cls, data):
-        data = dict(data)
-        data.pop('type', None)
-        return cls(**data)
-
-    @classmethod
     def from_cfg(cls, cfg, flip_pairs):
         """From ``MODEL.IMAGE_SIZE/HEATMAP_SIZE/SIGMA`` and ``TEST.POST_PROCESS/SHIFT_HEATMAP/
         SOFT_ARGMAX/BIAS/DARK``; ``flip_pairs`` are the dataset's."""
@@ -218,9 +201,3 @@ class TopDownHeatmapCodec:
                    flip_pairs=flip_pairs, post_process=t.POST_PROCESS,
                    shift_heatmap=t.SHIFT_HEATMAP, soft_argmax=t.SOFT_ARGMAX, bias=t.BIAS,
                    dark=bool(t.DARK))
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
-
-    def __repr__(self):
-        return 'TopDownHeatmapCodec(%s)' % self.to_dict()

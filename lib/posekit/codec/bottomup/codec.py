@@ -16,11 +16,12 @@ from posekit.errors import PosekitInputError
 from posekit.codec.bottomup import maps
 from posekit.codec.bottomup.grouping import GroupingParams, group
 from posekit.codec.bottomup.layout import NUM_CHANNELS
+from posekit.codec.forms import DictForm
 
 __all__ = ['BottomUpInputSpec', 'BottomUpPartsCodec']
 
 
-class BottomUpInputSpec:
+class BottomUpInputSpec(DictForm):
     """A whole BGR image -> the (B, 3, Hp, Wp) float32 network input (SIMPLEPOSE_SPEC 6.1).
 
     The image is resized (cubic) by ``f = scale * boxsize / H`` - its height becomes
@@ -78,20 +79,8 @@ class BottomUpInputSpec:
                 'max_size': list(self.max_size), 'multiple': self.multiple,
                 'pad_value': self.pad_value, 'pixel_scale': self.pixel_scale, 'flip': self.flip}
 
-    @classmethod
-    def from_dict(cls, data):
-        data = dict(data)
-        data.pop('type', None)
-        return cls(**data)
 
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
-
-    def __repr__(self):
-        return 'BottomUpInputSpec(%s)' % self.to_dict()
-
-
-class BottomUpPartsCodec:
+class BottomUpPartsCodec(DictForm):
     """Keypoint ("part") and limb maps -> people (SIMPLEPOSE_SPEC 6.1-6.4).
 
     The network output is the last stack's stride-``stride`` maps (B, 50, h, w): 30 limbs, 18
@@ -170,15 +159,3 @@ class BottomUpPartsCodec:
         data = {'type': self.kind, 'stride': self.stride}
         data.update(self.params.to_dict())
         return data
-
-    @classmethod
-    def from_dict(cls, data):
-        data = dict(data)
-        data.pop('type', None)
-        return cls(**data)
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.to_dict() == other.to_dict()
-
-    def __repr__(self):
-        return 'BottomUpPartsCodec(%s)' % self.to_dict()

@@ -291,13 +291,14 @@ class GroundTruthMaps:
 @pytest.mark.parametrize('flip', [False, True])
 def test_validation_of_ground_truth_maps_gives_ap_1(data, tmp_path, flip):
     from posekit.data import build_dataset
-    from posekit.evaluation.bottomup_validate import evaluation_images, validate_bottomup
+    from posekit.evaluation.bottomup_validate import evaluation_images
+    from posekit.evaluation.validate import validate
     cfg = load_cfg(data, 'TEST.FLIP_TEST', str(flip), 'TEST.BOXSIZE', '160')
     dataset = build_dataset(cfg)
     images = evaluation_images(cfg, dataset)
     assert len(images) == 8
     runner = GroundTruthMaps(cfg, images)
-    name_values, perf, result = validate_bottomup(cfg, runner, dataset, str(tmp_path))
+    name_values, perf, result = validate(cfg, runner, dataset, str(tmp_path))
     # each image resized to 160 x 160 and padded to 192 x 192; with flip, with its mirror
     assert runner.calls == [(2 if flip else 1, 3, 192, 192)] * 8
     assert perf == 1.0 and name_values['AR'] == 1.0

@@ -32,11 +32,11 @@ from posekit.data.loader import shard_indices
 from posekit.evaluation.accuracy import AverageMeter
 from posekit.evaluation.bottomup import (bottomup_keypoint_results, bottomup_keypoint_stats,
                                          load_bottomup_results, save_bottomup_results)
-from posekit.evaluation.validate import PredictionsError, log_table
+from posekit.evaluation.validate import PredictionsError
 from posekit.io import ImageReadError, read_image
 
 __all__ = ['EvalImage', 'evaluation_images', 'predict_images', 'evaluate_people',
-           'validate_bottomup', 'evaluate_results_file', 'results_path']
+           'evaluate_results_file', 'results_path']
 
 logger = logging.getLogger('posekit')
 
@@ -154,22 +154,6 @@ def evaluate_people(cfg, dataset, result, output_dir):
         return _null()
     stats = bottomup_keypoint_stats(dataset.ann_file, records, result['image_ids'])
     return stats, stats['AP']
-
-
-def validate_bottomup(cfg, runner, dataset, output_dir, flip_test=None, progress=None):
-    """:func:`predict_images` on :func:`evaluation_images`, then on rank 0
-    :func:`evaluate_people` and the table. Every rank returns ``(name_values, perf, result)``
-    (rank 0's metric is broadcast), the shape of
-    :func:`posekit.evaluation.validate.validate`."""
-    images = evaluation_images(cfg, dataset)
-    result = predict_images(cfg, runner, images, flip_test=flip_test, progress=progress)
-    if dist.is_main():
-        name_values, perf = evaluate_people(cfg, dataset, result, output_dir)
-        log_table(cfg, name_values)
-    else:
-        name_values, perf = None, None
-    name_values, perf = dist.broadcast_object((name_values, perf))
-    return name_values, perf, result
 
 
 def evaluate_results_file(cfg, dataset, path):

@@ -269,18 +269,21 @@ def validate(cfg, runner, dataset, output_dir, flip_test=None, criterion=None, w
     and the table.
 
     Every rank returns ``(name_values, perf, result)`` (rank 0's metric is broadcast).
-    A bottom-up model (:func:`posekit.config.is_bottom_up`) is validated on whole images by
-    :func:`posekit.evaluation.bottomup_validate.validate_bottomup` (COCO AP; ``criterion`` and
-    ``workers`` do not apply there).
+    A bottom-up model (:func:`posekit.config.is_bottom_up`) is validated on whole images
+    (:mod:`posekit.evaluation.bottomup_validate`: COCO AP; ``criterion`` and ``workers`` do not
+    apply there).
     """
     if is_bottom_up(cfg):
-        from posekit.evaluation.bottomup_validate import validate_bottomup
-        return validate_bottomup(cfg, runner, dataset, output_dir, flip_test=flip_test,
-                                 progress=progress)
-    result = predict_dataset(cfg, runner, dataset, flip_test=flip_test, criterion=criterion,
-                             workers=workers, progress=progress)
+        from posekit.evaluation import bottomup_validate as bu
+        result = bu.predict_images(cfg, runner, bu.evaluation_images(cfg, dataset),
+                                   flip_test=flip_test, progress=progress)
+        evaluate = bu.evaluate_people
+    else:
+        result = predict_dataset(cfg, runner, dataset, flip_test=flip_test, criterion=criterion,
+                                 workers=workers, progress=progress)
+        evaluate = evaluate_predictions
     if dist.is_main():
-        name_values, perf = evaluate_predictions(cfg, dataset, result, output_dir)
+        name_values, perf = evaluate(cfg, dataset, result, output_dir)
         log_table(cfg, name_values)
     else:
         name_values, perf = None, None

@@ -363,3 +363,40 @@ def test_macs_match_the_reference(model):
                            for s in range(1, 5))
     assert info['macs'] == every['conv2d'] - last_stack_extra + REF_LINEAR - 4 * SE_MACS
     assert info['heatmap_shape'] == [1, NUM_CHANNELS, 32, 32]
+
+
+# ---------------------------------------------------------------------------------------------
+# the path of a new user: a released checkpoint converted, then validated and run on a photo
+
+def test_converted_checkpoint_through_the_test_time_pipeline(loaded):
+    """Fixtures README 5: the real photo 196141 through our input spec at the reference's
+    scale_search 0.25 (height 640 x 0.25, padded to 192 x 256, with its mirror) and the converted
+    network gives the reference network's output within 1e-4."""
+    from posekit.codec import BottomUpInputSpec
+    from posekit.io import read_image
+    from posekit.runtime.dygraph import DygraphRunner
+    folder = require_fixtures('simplepose', 'e2e')
+    expected = np.load(folder + '/e2e_196141_seed5_ss0.25.npz')
+    image = read_image(require_fixtures('real', 'coco', '000000196141.jpg'))
+    inputs, meta = BottomUpInputSpec(scale=0.25).prepare(image)
+    np.testing.assert_array_equal(
+        inputs, expected['input_uint8'].transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    loaded.eval()
+    out = DygraphRunner(loaded)(inputs)
+    np.testing.assert_allclose(out, expected['net_out_last_stack_scale0'], rtol=0, atol=1e-4)
+
+
+def test_valid_on_the_converted_checkpoint(converted, tmp_path):
+    """valid.py prints the ten COCO stats of the converted published network on the real COCO
+    photos (at a small test height for speed; infer.py and deploy.py on a bottom-up model:
+    test_bottomup_deploy.py)."""
+    from conftest import real_coco_root
+    from tool_runs import run
+    assert converted['code'] == 0, converted['stderr']
+    root = real_coco_root(tmp_path / 'coco')
+    small = ['TEST.BOXSIZE', '128', 'DATASET.TEST_SET', 'val2017']
+    res = run('valid.py', '--cfg', EXPERIMENT, '--model-file', converted['dst'], '--flip-test',
+              '--output', tmp_path / 'valid', 'DATASET.ROOT', root, *small)
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = [line for line in res.stdout.splitlines() if '| 512x512_simplepose |' in line]
+    assert len(table) == 1 and len(table[0].split('|')) == 13, res.stdout[-3000:]

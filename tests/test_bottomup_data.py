@@ -17,7 +17,7 @@ from posekit.config import ConfigError, load_config
 from posekit.data.base import DatasetError
 from posekit.data.bottomup import (AugmentSelection, BottomUpCOCODataset, augment_sample,
                                    image_instances, load_coco_images, make_masks)
-from posekit.data.loader import build_loader
+from posekit.data.loader import build_loader, pixels_to_unit
 
 # pycocotools' mask decoding trips a numpy 2 deprecation inside pycocotools itself
 pytestmark = pytest.mark.filterwarnings('ignore:__array__ implementation:DeprecationWarning')
@@ -291,6 +291,119 @@ def test_loader_batches_are_seeded(fixture_dataset):
     for x, y in zip(a[:3], b[:3]):
         np.testing.assert_array_equal(x, y)
     assert not np.array_equal(a[0], c[0])
+
+
+def test_pixels_to_unit_is_the_reference_quotient():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    got = pixels_to_unit(pixels)
+    assert got.dtype == np.float32 and got.shape == (1, 16, 16)
+    # the reference: img.astype(np.float32) / 255.
+    np.testing.assert_array_equal(got, pixels.astype(np.float32) / 255.)
+    np.testing.assert_array_equal(pixels_to_unit(pixels.transpose(0, 2, 1)),
+                                  pixels.transpose(0, 2, 1).astype(np.float32) / 255.)
+    with pytest.raises(TypeError):
+        pixels_to_unit(got)
+
+
+def test_raw_item_is_the_item_before_scaling(fixture_dataset):
+    ds = fixture_dataset
+    ds.rng = np.random.default_rng([7, 1, 2])
+    raw = ds.raw_item(2)
+    ds.rng = np.random.default_rng([7, 1, 2])
+    item = ds[2]
+    assert [(a.shape, a.dtype) for a in raw[:3]] == [
+        (tuple(shape), np.dtype(dtype)) for shape, dtype in ds.raw_layout()]
+    assert raw[0].dtype == np.uint8 and raw[0].flags.c_contiguous
+    np.testing.assert_array_equal(pixels_to_unit(raw[0]), item[0])
+    for a, b in zip(raw[1:3], item[1:3]):
+        np.testing.assert_array_equal(a, b)
+    assert raw[3] == item[3]
+
+
+def _epoch_batches(ds, workers, batch_size=5, seed=5, epoch=2):
+    loader, seeded, sampler = build_loader(ds, batch_size, shuffle=True, workers=workers,
+                                           seed=seed)
+    seeded.set_epoch(epoch)
+    sampler.set_epoch(epoch)
+    return loader, list(loader)
+
+
+def test_worker_batches_equal_in_process_batches(fixture_dataset):
+    """The raw items cross process boundaries in shared memory and are scaled here: the batches
+    are those of the in-process loader, bit for bit, as numpy."""
+    ds = fixture_dataset
+    assert len(ds) % 5  # a short last batch too
+    _, expected = _epoch_batches(ds, 0)
+    for workers in (1, 2):
+        loader, got = _epoch_batches(ds, workers)
+        assert loader.slots is not None  # the shared-memory path, not Paddle's
+        assert len(got) == len(expected)
+        for a, b in zip(expected, got):
+            for x, y in zip(a[:3], b[:3]):
+                assert type(y) is np.ndarray and y.dtype == np.float32 and y.shape == x.shape
+                np.testing.assert_array_equal(x, y)
+            assert set(a[3]) == set(b[3])
+            for key in a[3]:
+                np.testing.assert_array_equal(np.asarray(b[3][key]), a[3][key])
+    # the next pass gets fresh slots and the same batches again
+    loader, _ = _epoch_batches(ds, 1)
+    again = list(loader)
+    for a, b in zip(expected, again):
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_worker_errors_reach_the_parent(tmp_path, real):
+    # no image where the annotations point: the worker's DatasetError is raised here
+    ds = BottomUpCOCODataset(ann_file=os.path.join(real, 'test_coco.json'),
+                             image_dir=str(tmp_path), input_size=(512, 512), is_train=True)
+    loader, _, _ = build_loader(ds, 2, workers=1, seed=0)
+    with pytest.raises(DatasetError, match='not found'):
+        next(iter(loader))
+
+
+class _MisdeclaredDataset:
+    """Raw items whose heatmaps are float64 where ``raw_layout()`` says float32."""
+    is_train = False
+
+    def __len__(self):
+        return 4
+
+    def raw_layout(self):
+        return [((3, 8, 8), np.uint8), ((2, 2, 2), np.float32), ((1, 2, 2), np.float32)]
+
+    def raw_item(self, idx):
+        return (np.zeros((3, 8, 8), np.uint8), np.zeros((2, 2, 2), np.float64),
+                np.zeros((1, 2, 2), np.float32), {'image_id': idx})
+
+    def __getitem__(self, idx):
+        image, *rest = self.raw_item(idx)
+        return (pixels_to_unit(image), *rest)
+
+
+def test_raw_items_unlike_their_layout_are_refused():
+    loader, _, _ = build_loader(_MisdeclaredDataset(), 2, workers=1)
+    with pytest.raises(DatasetError, match='raw item array 1 is float64'):
+        next(iter(loader))
+
+
+class _OpenCVThreads(_MisdeclaredDataset):
+    """Samples that report the OpenCV thread count of the process that made them."""
+
+    def raw_item(self, idx):
+        return (np.zeros((3, 8, 8), np.uint8), np.zeros((2, 2, 2), np.float32),
+                np.zeros((1, 2, 2), np.float32), {'threads': cv2.getNumThreads()})
+
+
+def test_workers_use_one_opencv_thread():
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        loader, _, _ = build_loader(_OpenCVThreads(), 2, workers=2)
+        seen = np.concatenate([np.asarray(b[3]['threads']) for b in loader])
+        assert list(seen) == [1, 1, 1, 1]
+        assert cv2.getNumThreads() == 2  # this process keeps its own
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def test_synthetic_coco_set_gives_samples(tmp_path):

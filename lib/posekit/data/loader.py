@@ -21,10 +21,22 @@ Worker processes (``WORKERS`` >= 1, ``paddle.io.DataLoader``):
 * A posekit error while preparing a sample (a missing or unreadable image) travels to the parent
   inside the batch and is raised there with its own message; through Paddle it would arrive as
   "Blocking queue is killed" with the worker's traceback printed by another thread.
+* Datasets with large samples may declare ``raw_layout()``: the ``(shape, dtype)`` of the three
+  arrays of ``raw_item(i)``, which is ``dataset[i]`` with the input left as uint8 pixels
+  (``dataset[i]`` scales them with :func:`pixels_to_unit`). Their workers write raw items straight
+  into shared memory mapped before the workers start (:class:`_SharedSlots`, a few batches per
+  worker, reused), send Paddle only the slot number and the meta, and this process scales the
+  pixels as it takes the batch out: the same arrays as in-process, as numpy. Through Paddle's own
+  path a 512x512 bottom-up sample (6.4 MB in float32) was stacked, copied into a tensor and copied
+  again into a fresh shared-memory file, page faults included: about 2x the cost of making it.
 """
+import contextlib
 import functools
+import gc
 import importlib
 import math
+import mmap
+import multiprocessing
 import os
 import signal
 
@@ -36,7 +48,21 @@ from posekit.distributed import die_with_parent
 from posekit.errors import PosekitError
 
 __all__ = ['EpochBatchSampler', 'FixedBatchSampler', 'SeededDataset', 'collate', 'build_loader',
-           'build_eval_loader', 'shard_indices']
+           'build_eval_loader', 'shard_indices', 'pixels_to_unit']
+
+
+def pixels_to_unit(pixels):
+    """uint8 pixels -> float32 ``pixels / 255`` (the one place raw inputs are scaled).
+
+    Each value is the float32 quotient ``float32(v) / float32(255)``, what the reference's
+    ``img.astype(np.float32) / 255.`` gives, in one pass without a temporary.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8:
+        raise TypeError('pixels_to_unit expects uint8 pixels, got %s' % pixels.dtype)
+    out = np.empty(pixels.shape, dtype=np.float32)
+    np.divide(pixels, np.float32(255), out=out, dtype=np.float32)
+    return out
 
 
 def shard_indices(num_samples, rank=0, world_size=1):
@@ -104,6 +130,7 @@ class SeededDataset:
         self.seed = seed
         self.epoch = 0
         self.relay_errors = False  # set in worker processes (_worker_init)
+        self.raw_items = False     # dataset.raw_item instead of dataset[i] (_worker_init)
 
     def set_epoch(self, epoch):
         self.epoch = int(epoch)
@@ -116,7 +143,10 @@ class SeededDataset:
         if self.seed is not None and self.dataset.is_train:
             self.dataset.rng = np.random.default_rng([int(self.seed), self.epoch, idx])
         try:
-            inp, target, target_weight, meta = self.dataset[idx]
+            if self.raw_items:
+                inp, target, target_weight, meta = self.dataset.raw_item(idx)
+            else:
+                inp, target, target_weight, meta = self.dataset[idx]
         except PosekitError as e:
             if not self.relay_errors:
                 raise
@@ -171,6 +201,10 @@ def collate(samples):
     inputs = np.stack([s[0] for s in samples]).astype(np.float32, copy=False)
     targets = np.stack([s[1] for s in samples]).astype(np.float32, copy=False)
     weights = np.stack([s[2] for s in samples]).astype(np.float32, copy=False)
+    return inputs, targets, weights, _collate_meta(samples)
+
+
+def _collate_meta(samples):
     meta = {}
     for key in samples[0][3]:
         values = [s[3][key] for s in samples]
@@ -178,7 +212,7 @@ def collate(samples):
             meta[key] = values
         else:
             meta[key] = np.stack([np.asarray(v) for v in values])
-    return inputs, targets, weights, meta
+    return meta
 
 
 class _ListLoader:
@@ -197,18 +231,36 @@ class _ListLoader:
 
 
 class _WorkerLoader:
-    """``paddle.io.DataLoader`` that raises, in this process, an error a worker sent."""
+    """``paddle.io.DataLoader`` that raises, in this process, an error a worker sent, and takes
+    the batches of raw items out of their shared-memory slots (``slots``, None: Paddle's path)."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, slots=None):
         self.loader = loader
+        self.slots = slots
 
     def __iter__(self):
-        batches = iter(self.loader)
+        if self.slots is not None:
+            self.slots.start()  # before iter() forks the workers of this pass
+        # iter() forks the workers, with every object frozen so that their garbage collector
+        # leaves what they inherit alone. The queue of a pass left early (an error) is garbage
+        # while its reader thread may still wait on it; a worker destroying its copy waited
+        # forever for that thread, in C, where not even SIGTERM reached it (seen: passes
+        # started right after one left early hung now and then, with either transport)
+        thawed = gc.get_freeze_count() == 0  # (what a caller froze stays frozen)
+        gc.freeze()
+        try:
+            with _one_opencv_thread():
+                batches = iter(self.loader)
+        finally:
+            if thawed:
+                gc.unfreeze()
         try:
             for batch in batches:
                 meta = batch[3]
                 if isinstance(meta, dict) and _FAILURE_KEY in meta:
                     _raise_failure(*meta[_FAILURE_KEY])
+                if isinstance(batch[0], _SlotRef):
+                    batch = tuple(self.slots.take(batch[0])) + (meta,)
                 yield batch
         finally:
             # Paddle stops its workers at the end of a pass only: its reader thread keeps an
@@ -227,6 +279,149 @@ class _WorkerLoader:
 
     def __len__(self):
         return len(self.loader)
+
+
+@contextlib.contextmanager
+def _one_opencv_thread():
+    """OpenCV without its thread pool while the workers are forked, which they keep: one core
+    per worker (a pool of one thread per core in every worker made the workers and the training
+    process fight over the cores; the pixels are the same). Set here, not in the workers: a
+    worker inherits the pool's state but not its threads, and cv2.setNumThreads there waits
+    forever for them."""
+    import cv2
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
+
+
+# --------------------------------------------------------------------------------------------
+# raw items through shared memory
+
+# batches one worker can have in shared memory at once: Paddle keeps prefetch_factor (2) batches
+# per worker asked for, and asks for the next one before the batch it returns is taken out
+SLOTS_PER_WORKER = 3
+_ALIGN = 64
+
+
+class _SlotRef:
+    """What a worker sends Paddle instead of the arrays of a batch."""
+
+    def __init__(self, worker, slot, count):
+        self.worker = int(worker)
+        self.slot = int(slot)
+        self.count = int(count)
+
+
+class _Ring:
+    """The batch slots of one worker in anonymous shared memory, mapped before the worker is
+    forked (no file: nothing is left behind however the processes end; reused, so the pages are
+    faulted in once per pass). The worker fills the slots in turn and this process empties them
+    in the same order (batches come out in order), so a semaphore counting the free slots is all
+    the bookkeeping; a worker ahead of the consumer waits on it."""
+
+    def __init__(self, fields, batch_size, count):
+        self.fields = fields
+        self.count = int(count)
+        self.offsets = []
+        size = 0
+        for shape, dtype in fields:
+            self.offsets.append(size)
+            nbytes = int(batch_size) * int(np.prod(shape)) * dtype.itemsize
+            size += -(-nbytes // _ALIGN) * _ALIGN
+        self.slot_bytes = size
+        self.memory = mmap.mmap(-1, size * self.count)
+        self.free = multiprocessing.Semaphore(self.count)
+        self.filled = 0  # in the worker: batches written so far
+
+    def arrays(self, slot, n):
+        base = slot * self.slot_bytes
+        return [np.frombuffer(self.memory, dtype, n * int(np.prod(shape)), base + offset)
+                .reshape((n,) + shape) for (shape, dtype), offset in zip(self.fields, self.offsets)]
+
+    def put(self, samples):
+        """(worker) Copy the arrays of ``samples`` into the next slot; returns its number."""
+        for s in samples:
+            for f, (shape, dtype) in enumerate(self.fields):
+                a = s[f]
+                if not isinstance(a, np.ndarray) or a.shape != shape or a.dtype != dtype:
+                    raise DatasetError('raw item array %d is %s %s where raw_layout() says %s %s'
+                                       % (f, getattr(a, 'dtype', type(a).__name__),
+                                          getattr(a, 'shape', ''), dtype, shape))
+        self.free.acquire()
+        slot = self.filled % self.count
+        self.filled += 1
+        for f, out in enumerate(self.arrays(slot, len(samples))):
+            for i, s in enumerate(samples):
+                out[i] = s[f]
+        return slot
+
+    def take(self, slot, n):
+        """(parent) The batch in ``slot`` as new arrays, uint8 inputs scaled by
+        :func:`pixels_to_unit`; the slot is then free."""
+        try:
+            arrays = self.arrays(slot, n)
+            inputs = arrays[0]
+            out = [pixels_to_unit(inputs) if inputs.dtype == np.uint8 else inputs.copy()]
+            out += [a.copy() for a in arrays[1:]]
+        finally:
+            arrays = inputs = None  # no view of the slot outlives it
+            self.free.release()
+        return out
+
+
+class _SharedSlots:
+    """Raw-item batches of every worker of a pass (see the module notes): ``collate`` in the
+    workers, ``take`` here. Fresh rings for each pass (``start``), so a worker of an earlier pass
+    that is still ending never writes into memory the next pass uses."""
+
+    def __init__(self, layout, batch_size, workers):
+        try:
+            self.fields = [(tuple(int(v) for v in shape), np.dtype(dtype))
+                           for shape, dtype in layout]
+        except (TypeError, ValueError) as e:
+            raise DatasetError('raw_layout() must list (shape, dtype) pairs, got %r'
+                               % (layout,)) from e
+        if len(self.fields) != 3:
+            raise DatasetError('raw_layout() must describe 3 arrays (input, target, target '
+                               'weight), got %d' % len(self.fields))
+        self.batch_size = int(batch_size)
+        self.workers = int(workers)
+        self.rings = None
+
+    def start(self):
+        self.rings = [_Ring(self.fields, self.batch_size, SLOTS_PER_WORKER)
+                      for _ in range(self.workers)]
+
+    def collate(self, samples):
+        for s in samples:
+            if isinstance(s, _Failure):
+                return s.batch()
+        from paddle.io import get_worker_info
+        worker = get_worker_info().id
+        try:
+            slot = self.rings[worker].put(samples)
+        except PosekitError as e:  # a raw item unlike its raw_layout(): raised in the parent
+            return _Failure(e).batch()
+        # (Paddle drops a batch without any array: the meta always has SeededDataset's index)
+        return _SlotRef(worker, slot, len(samples)), None, None, _collate_meta(samples)
+
+    def take(self, ref):
+        return self.rings[ref.worker].take(ref.slot, ref.count)
+
+
+def _shared_slots(dataset, batch_size, workers):
+    """A :class:`_SharedSlots` when ``dataset`` declares raw items, else None (Paddle's path)."""
+    if not (callable(getattr(dataset, 'raw_layout', None))
+            and callable(getattr(dataset, 'raw_item', None))):
+        return None
+    # anonymous shared memory reaches forked workers only (Paddle starts them with the default
+    # method, fork on Linux); elsewhere Paddle's own path carries the batches
+    if multiprocessing.get_start_method() != 'fork':
+        return None
+    return _SharedSlots(dataset.raw_layout(), batch_size, workers)
 
 
 # --------------------------------------------------------------------------------------------
@@ -258,8 +453,9 @@ def _orphaned():
     os._exit(128 + int(signal.SIGTERM))  # the parent is gone: nobody reads the status
 
 
-def _worker_init(parent_pid, worker_id):
-    """First thing in every loader worker (``worker_init_fn``)."""
+def _worker_init(parent_pid, worker_id, raw_items=False):
+    """First thing in every loader worker (``worker_init_fn``); ``raw_items``: the dataset's
+    ``raw_item`` feeds the shared-memory slots."""
     # Ctrl-C reaches the whole process group: the parent stops its workers; a worker ignores it
     # (else each prints a KeyboardInterrupt traceback). SIGTERM ends a worker quietly, and it
     # comes at the parent's death, however the parent died.
@@ -267,16 +463,22 @@ def _worker_init(parent_pid, worker_id):
     signal.signal(signal.SIGTERM, _on_sigterm)
     die_with_parent(_orphaned, parent_pid)
     from paddle.io import get_worker_info
-    get_worker_info().dataset.relay_errors = True
+    seeded = get_worker_info().dataset
+    seeded.relay_errors = True
+    seeded.raw_items = bool(raw_items)
 
 
 def _paddle_loader(seeded, sampler, workers, use_shared_memory):
     from paddle.io import DataLoader
+    slots = None
+    if use_shared_memory:
+        slots = _shared_slots(seeded.dataset, sampler.batch_size, workers)
+    init = functools.partial(_worker_init, os.getpid(), raw_items=slots is not None)
     loader = DataLoader(seeded, batch_sampler=sampler, num_workers=int(workers),
-                        collate_fn=collate, use_shared_memory=use_shared_memory,
-                        return_list=True, worker_init_fn=functools.partial(_worker_init,
-                                                                           os.getpid()))
-    return _WorkerLoader(loader)
+                        collate_fn=collate if slots is None else slots.collate,
+                        use_shared_memory=use_shared_memory, return_list=True,
+                        worker_init_fn=init)
+    return _WorkerLoader(loader, slots)
 
 
 def build_loader(dataset, batch_size, shuffle=False, workers=0, seed=None, rank=0, world_size=1,

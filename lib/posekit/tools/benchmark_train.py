@@ -13,7 +13,8 @@ Prints markdown tables (the README keeps the latest run):
 * bottom-up data loader (``--only bottomup-data``, not in the default run): SimplePose 512x512
   training samples (COCO json + JPEGs -> masks, augmentation, 50 target maps) from a synthetic
   COCO-format set of 640x480 pictures (or a real COCO root with ``--coco-root``), in this process
-  and with 1 and 2 workers (target: at least 80 samples/s per process);
+  and with 1 and 2 workers, in batches of the SimplePose experiment's size (4 per process;
+  ``--bottomup-batch``) (target: at least 80 samples/s per process);
 * training: samples/s of forward + backward + Adam step per model (data excluded);
 * validation: samples/s of predict + decode with and without flip test (data included).
 """
@@ -31,6 +32,7 @@ MODELS = [
     ('HRNet-W32', 'experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml'),
     ('HRNet-W18-small-v2', 'experiments/coco/hrnet/w18_small_v2_256x192_adam_lr1e-3.yaml'),
 ]
+SIMPLEPOSE_EXPERIMENT = 'experiments/coco/simplepose/simplepose_512x512.yaml'
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
@@ -48,6 +50,9 @@ def parse_args(argv=None):
     p.add_argument('--coco-root', default='',
                    help='bottom-up data part on a real COCO root (annotations/, images/<set>/)')
     p.add_argument('--coco-set', default='val2017', help='the set of --coco-root to read')
+    p.add_argument('--bottomup-batch', type=int, default=0,
+                   help='batch of the bottom-up data part (default: TRAIN.BATCH_SIZE_PER_GPU of '
+                        '%s)' % SIMPLEPOSE_EXPERIMENT)
     p.add_argument('--batch', type=int, default=8, help='training batch')
     p.add_argument('--iters', type=int, default=4, help='timed training iterations per model')
     p.add_argument('--models', default=','.join(m[0] for m in MODELS),
@@ -91,7 +96,12 @@ BOTTOMUP_MAX_PEOPLE = 4
 def bench_bottomup_data(args):
     import numpy as np
     from posekit.benchmark.throughput import dataset_throughput, loader_throughput
+    from posekit.config import load_config
     from posekit.data.bottomup import BottomUpCOCODataset
+    # the loader as SimplePose training runs it: its input size and batch per process
+    cfg = load_config(os.path.join(ROOT, SIMPLEPOSE_EXPERIMENT))
+    batch = args.bottomup_batch or cfg.TRAIN.BATCH_SIZE_PER_GPU
+    input_size = tuple(cfg.MODEL.IMAGE_SIZE)
     if args.coco_root:
         root, image_set = args.coco_root, args.coco_set
         source = 'COCO %s' % image_set
@@ -104,16 +114,17 @@ def bench_bottomup_data(args):
             BOTTOMUP_IMAGE_SIZE + (BOTTOMUP_MAX_PEOPLE,))
     ds = BottomUpCOCODataset(
         ann_file=os.path.join(root, 'annotations', 'person_keypoints_%s.json' % image_set),
-        image_dir=os.path.join(root, 'images', image_set), input_size=(512, 512),
+        image_dir=os.path.join(root, 'images', image_set), input_size=input_size,
         is_train=True, rng=np.random.default_rng(0))
     rate = dataset_throughput(ds)
     rows = [('in-process (0 workers)', 1, rate, rate)]
     for workers in (1, 2):
-        rate = loader_throughput(ds, workers)
+        rate = loader_throughput(ds, workers, batch_size=batch)
         rows.append(('paddle.io.DataLoader, %d worker%s' % (workers, 's' if workers > 1 else ''),
                      workers, rate, rate / workers))
-    print('\n### Bottom-up data loader (%d samples of %d images, %s; 512x512 SimplePose training '
-          'samples: masks, augmentation, 50 target maps)\n' % (len(ds), len(ds.images), source))
+    print('\n### Bottom-up data loader (%d samples of %d images, %s; %dx%d SimplePose training '
+          'samples: masks, augmentation, 50 target maps; loader batches of %d)\n'
+          % ((len(ds), len(ds.images), source) + input_size + (batch,)))
     print('| loader | processes | samples/s | samples/s per process |')
     print('|---|---|---|---|')
     for name, procs, total, per in rows:

@@ -12,20 +12,19 @@ val2017[:500], SIMPLEPOSE_SPEC 9.2; nothing of the kind happens here.)
 import collections
 import os
 
-import cv2
 import numpy as np
 
 from posekit.codec.bottomup.encode import STRIDE, BottomUpEncoder
+from posekit.codec.bottomup.layout import NUM_CHANNELS
 from posekit.config import ConfigError
 from posekit.data.base import DatasetError, load_json
 from posekit.data.bottomup.annotations import (image_instances, make_masks, needs_mask_miss,
                                                num_keypoints)
 from posekit.data.bottomup.augment import AugmentSelection, augment_sample
+from posekit.data.loader import pixels_to_unit
 from posekit.io import ImageReadError, read_image
 
 __all__ = ['BottomUpCOCODataset', 'load_coco_images', 'retain_freed_memory']
-
-_UINT8_TO_UNIT = np.arange(256, dtype=np.float32) / np.float32(255)
 
 # one image of the set: file, size from the json, its person annotations, whether anything in it
 # is excluded from supervision (else mask_miss is all 255 and is skipped), its COCO id
@@ -107,6 +106,10 @@ class BottomUpCOCODataset:
     mask_miss (1, H/4, W/4) float32, meta)``: the (inputs, targets, target weights, meta) order of
     :func:`posekit.data.loader.build_loader`; ``mask_miss`` (1 = supervised) is the loss mask.
     ``meta`` holds ``image_id`` and ``people_index`` (the main person's annotation index).
+    ``raw_item(i)`` is the same with the image as uint8 pixels (3, H, W) (``dataset[i]`` scales
+    them with :func:`posekit.data.loader.pixels_to_unit`) and ``raw_layout()`` declares its
+    arrays: loader workers then send a quarter of the image bytes through shared memory and the
+    loader scales the pixels (:mod:`posekit.data.loader`).
 
     Training draws the augmentation from ``self.rng`` (a ``numpy.random.Generator``; the
     loader's :class:`~posekit.data.loader.SeededDataset` sets one per ``(seed, epoch, index)``);
@@ -240,14 +243,22 @@ class BottomUpCOCODataset:
                 'aug': aug, 'image_id': self.images[image_index].image_id,
                 'people_index': inst['people_index']}
 
-    def __getitem__(self, idx):
+    def raw_layout(self):
+        """``(shape, dtype)`` of the image, heatmaps and mask of :meth:`raw_item`."""
+        w, h = self.input_size
+        ow, oh = self.output_size
+        return [((3, h, w), np.uint8), ((NUM_CHANNELS, oh, ow), np.float32),
+                ((1, oh, ow), np.float32)]
+
+    def raw_item(self, idx):
+        """``dataset[idx]`` with the image as uint8 BGR pixels (3, H, W)."""
         s = self.prepare(idx)
         heatmaps = self.encoder.encode(s['joints'], s['mask_all'])
-        w, h = self.input_size
-        image = np.empty((3, h, w), dtype=np.float32)
-        # the reference's img.astype(float32) / 255. through a 256-entry table of the same
-        # float32 quotients, channel by channel into the CHW array
-        for c, channel in enumerate(cv2.split(s['image'])):
-            cv2.LUT(channel, _UINT8_TO_UNIT, dst=image[c])
+        image = np.ascontiguousarray(s['image'].transpose(2, 0, 1))
         meta = {'image_id': s['image_id'], 'people_index': s['people_index']}
         return image, heatmaps, s['mask_miss'][None], meta
+
+    def __getitem__(self, idx):
+        image, heatmaps, mask_miss, meta = self.raw_item(idx)
+        # the reference's img.astype(float32) / 255.
+        return pixels_to_unit(image), heatmaps, mask_miss, meta

@@ -13,6 +13,7 @@ import sys
 import tempfile
 
 from posekit.export.errors import ExportError
+from posekit.runtime.paddle_inference import pir_op_attributes
 
 __all__ = ['DEFAULT_OPSET', 'MAX_OPSET', 'paddle_to_onnx', 'tidy_onnx',
            'restore_leaky_relu_slopes']
@@ -131,28 +132,10 @@ def tidy_onnx(model, input_name='image', output_name='heatmaps', dynamic_batch=F
 def _leaky_relu_slopes(model_file):
     """The ``negative_slope`` of every ``leaky_relu`` of a PIR ``.json`` program (a set; None
     when the file cannot be read as one)."""
-    import json
-    if not model_file.endswith('.json'):
+    ops = pir_op_attributes(model_file, 'leaky_relu')
+    if ops is None:
         return None
-    try:
-        with open(model_file, 'r', encoding='utf-8') as f:
-            program = json.load(f)
-    except (OSError, ValueError):
-        return None
-    slopes = set()
-    stack = [program]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if str(node.get('#', '')).endswith('.leaky_relu'):
-                for attr in node.get('A') or []:
-                    if isinstance(attr, dict) and attr.get('N') == 'negative_slope' \
-                            and isinstance(attr.get('AT'), dict):
-                        slopes.add(float(attr['AT'].get('D')))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return slopes
+    return {float(a['negative_slope']) for a in ops if a.get('negative_slope') is not None}
 
 
 def restore_leaky_relu_slopes(model, model_file):

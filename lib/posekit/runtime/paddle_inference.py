@@ -49,12 +49,13 @@ def paddle_model_files(model_path):
     return model_file, params_file
 
 
-def _pir_input_shape(model_file, input_name):
-    """Declared shape of the feed ``input_name`` in a PIR ``.json`` program (None if not found).
+def pir_op_attributes(model_file, op_name):
+    """Attributes (name -> value) of every op ``op_name`` (e.g. ``'data'``, ``'leaky_relu'``) of
+    a saved PIR ``.json`` program, in the order found; None when the file cannot be read as one.
 
-    Paddle Inference has no API for the declared input shape, and an input handle reports
-    ``[0]`` for a dynamic batch until data is fed. The PIR json keeps it as the ``shape``
-    attribute of the ``data`` op; anything unexpected in that (internal) format gives None.
+    Paddle has no API for what a saved program declares (its input shapes, an op's attributes);
+    the PIR json keeps them as the ops' ``A`` lists. Anything unexpected in that (internal)
+    format is skipped.
     """
     import json
     if not model_file.endswith('.json'):
@@ -64,25 +65,30 @@ def _pir_input_shape(model_file, input_name):
             program = json.load(f)
     except (OSError, ValueError):
         return None
-
-    def attrs(op):
-        out = {}
-        for a in op.get('A', []) if isinstance(op.get('A'), list) else []:
-            if isinstance(a, dict) and 'N' in a and isinstance(a.get('AT'), dict):
-                out[a['N']] = a['AT'].get('D')
-        return out
-
+    found = []
     stack = [program]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if str(node.get('#', '')).endswith('.data'):
-                a = attrs(node)
-                if a.get('name') == input_name and isinstance(a.get('shape'), list):
-                    return a['shape']
+            if str(node.get('#', '')).endswith('.' + op_name):
+                attrs = {}
+                for a in node.get('A', []) if isinstance(node.get('A'), list) else []:
+                    if isinstance(a, dict) and 'N' in a and isinstance(a.get('AT'), dict):
+                        attrs[a['N']] = a['AT'].get('D')
+                found.append(attrs)
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return found
+
+
+def _pir_input_shape(model_file, input_name):
+    """Declared shape of the feed ``input_name`` in a PIR ``.json`` program (None if not found):
+    an input handle reports ``[0]`` for a dynamic batch until data is fed, so the ``shape``
+    attribute of the program's ``data`` op is read instead."""
+    for attrs in pir_op_attributes(model_file, 'data') or []:
+        if attrs.get('name') == input_name and isinstance(attrs.get('shape'), list):
+            return attrs['shape']
     return None
 
 

@@ -49,3 +49,14 @@ def real_coco_root(root, detections=False):
     if detections:
         shutil.copy(os.path.join(src, 'test_coco_det_AP_H_56.json'), os.path.join(root, 'det.json'))
     return root
+
+
+def simplepose_encode_fixture(name):
+    """``simplepose/encode_<name>.npz`` as a dict of arrays, with its ``_meta.json``."""
+    import json
+    import numpy as np
+    folder = require_fixtures('simplepose')
+    data = dict(np.load(os.path.join(folder, 'encode_%s.npz' % name)))
+    with open(os.path.join(folder, 'encode_%s_meta.json' % name)) as f:
+        meta = json.load(f)
+    return data, meta

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import real_coco_root, require_fixtures
+from conftest import real_coco_root, require_fixtures, simplepose_encode_fixture
 from posekit.codec.bottomup.encode import BottomUpEncoder
 from posekit.codec.bottomup.layout import BKG_START, NUM_CHANNELS
 from posekit.config import ConfigError, load_config
@@ -28,11 +28,7 @@ PREFIXES = {'aug_': 'aug', 'aug_tint_': 'aug_tint'}
 
 @pytest.fixture(scope='module')
 def augmented():
-    folder = require_fixtures('simplepose')
-    data = dict(np.load(os.path.join(folder, 'encode_augmented.npz')))
-    with open(os.path.join(folder, 'encode_augmented_meta.json')) as f:
-        meta = json.load(f)
-    return data, meta
+    return simplepose_encode_fixture('augmented')
 
 
 @pytest.fixture(scope='module')

@@ -1,13 +1,11 @@
 """Bottom-up ground truth (SIMPLEPOSE_SPEC 4.1, 4.3): the encoder and the annotation pipeline
 against the reference fixtures ``encode_handmade.*``, plus small hand-checked cases."""
-import json
-import os
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import require_fixtures
+from conftest import simplepose_encode_fixture
 from posekit.codec.bottomup.encode import BottomUpEncoder
 from posekit.codec.bottomup.layout import BKG_START, HEAT_START, LIMBS, NUM_CHANNELS
 from posekit.data.bottomup.annotations import (coco_to_ours, image_instances, remap_visibility,
@@ -16,11 +14,7 @@ from posekit.data.bottomup.annotations import (coco_to_ours, image_instances, re
 
 @pytest.fixture(scope='module')
 def handmade():
-    folder = require_fixtures('simplepose')
-    data = dict(np.load(os.path.join(folder, 'encode_handmade.npz')))
-    with open(os.path.join(folder, 'encode_handmade_meta.json')) as f:
-        meta = json.load(f)
-    return data, meta
+    return simplepose_encode_fixture('handmade')
 
 
 @pytest.fixture(scope='module')

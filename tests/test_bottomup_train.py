@@ -26,6 +26,7 @@ import paddle
 import pytest
 
 from conftest import ROOT
+from tool_runs import assert_same_weights
 
 CFG = os.path.join(ROOT, 'experiments', 'synthetic', 'coco_simplepose_tiny.yaml')
 RUN = os.path.join('coco', 'simplepose', 'coco_simplepose_tiny')
@@ -53,9 +54,6 @@ def launch(name, log_dir, *args):
     return subprocess.run(cmd + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
 
-
-def weights(path):
-    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
 
 
 def table_row(text):
@@ -145,11 +143,8 @@ def test_kill_and_resume_equals_the_uninterrupted_run(data, reference_run, tmp_p
     resumed = run('train.py', '--cfg', CFG, '--no-progress', '--resume', *small(data, out))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed from' in resumed.stdout and 'Epoch: [0]' not in resumed.stdout
-    a = weights(os.path.join(ref_out, RUN, 'final_state.pdparams'))
-    b = weights(os.path.join(out, RUN, 'final_state.pdparams'))
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_weights(os.path.join(ref_out, RUN, 'final_state.pdparams'),
+                        os.path.join(out, RUN, 'final_state.pdparams'))
     ca = paddle.load(os.path.join(ref_out, RUN, 'checkpoint.pdckpt'))
     cb = paddle.load(ckpt)
     assert (ca['best_perf'], ca['best_epoch']) == (cb['best_perf'], cb['best_epoch'])

@@ -25,6 +25,7 @@ import pytest
 from scipy.io import loadmat
 
 from conftest import ROOT
+from tool_runs import assert_same_weights
 
 CFG = os.path.join(ROOT, 'experiments', 'synthetic', 'mpii_simplenet_128x128.yaml')
 TRAIN = os.path.join(ROOT, 'pose_estimation', 'train.py')
@@ -116,16 +117,6 @@ def worker_log(log_dir):
     with open(os.path.join(log_dir, 'workerlog.0')) as f:
         return f.read()
 
-
-def weights(path):
-    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
-
-
-def assert_same_weights(a, b):
-    a, b = weights(a), weights(b)
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 @pytest.fixture(scope='module')

@@ -18,6 +18,7 @@ import paddle
 import pytest
 
 from conftest import ROOT
+from tool_runs import assert_same_weights
 
 CFG = os.path.join(ROOT, 'experiments', 'synthetic', 'mpii_simplenet_128x128.yaml')
 COCO_CFG = os.path.join(ROOT, 'experiments', 'coco', 'mobile', '256x192_d256x3_adam_lr1e-3.yaml')
@@ -41,10 +42,6 @@ def run(name, *args, timeout=600):
     return subprocess.run(script(name) + list(args), cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
-
-def weights(path):
-    state = paddle.load(str(path))
-    return {k: v.numpy() for k, v in state.items()}
 
 
 @pytest.fixture(scope='module')
@@ -107,11 +104,8 @@ def test_kill_and_resume_equals_the_uninterrupted_run(data, reference_run, tmp_p
                   *small(data, out, 'TRAIN.END_EPOCH', '3'))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert 'resumed from' in resumed.stdout and 'Epoch: [0]' not in resumed.stdout
-    a = weights(os.path.join(ref_out, RUN, 'final_state.pdparams'))
-    b = weights(os.path.join(out, RUN, 'final_state.pdparams'))
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert_same_weights(os.path.join(ref_out, RUN, 'final_state.pdparams'),
+                        os.path.join(out, RUN, 'final_state.pdparams'))
     # the best-model bookkeeping survived the restart too
     ca = paddle.load(os.path.join(ref_out, RUN, 'checkpoint.pdckpt'))
     cb = paddle.load(ckpt)

@@ -148,3 +148,18 @@ def _running(process):
         return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def weights(path):
+    """A saved state dict (``.pdparams``) as numpy arrays."""
+    import paddle
+    return {k: v.numpy() for k, v in paddle.load(str(path)).items()}
+
+
+def assert_same_weights(a, b):
+    """The state dicts saved at ``a`` and ``b`` have the same keys and bit-identical arrays."""
+    import numpy as np
+    a, b = weights(a), weights(b)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
